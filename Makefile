@@ -22,7 +22,7 @@ demo: $(STAMP)
 
 # The Verilog of the bundled example designs in rtl/ (a test fails when it is stale).
 rtl: $(STAMP)
-	$(PY) -m hwsnn.examples rtl
+	$(PY) -m hwsnn.tools.examples rtl
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hwsnn sim boards tests examples benchmarks

@@ -15,11 +15,12 @@ import time
 
 import torch
 
-from hwsnn import data, floatsim, golden
-from hwsnn.convert import convert
-from hwsnn.frontend import trace
+from hwsnn.frontends import data
+from hwsnn.frontends.pytorch import trace
 from hwsnn.models import BUNDLED
-from hwsnn.quantize import quantize
+from hwsnn.snn import floatsim, golden
+from hwsnn.snn.convert import convert
+from hwsnn.snn.quantize import quantize
 
 STEPS = (1, 2, 4, 8)
 METHODS = (("IF", "if", None), ("IF+shift", "if-shift", None), ("GN(τ=4)", "gn", 4),

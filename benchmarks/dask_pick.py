@@ -28,7 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from hwsnn import boards, explore
+from hwsnn import boards
+from hwsnn.flow import explore
 
 
 def main(argv=None) -> int:

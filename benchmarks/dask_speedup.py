@@ -45,12 +45,12 @@ class Case:
 
 
 def _sim_setup(args, out: Path):
-    from hwsnn.convert import convert
-    from hwsnn.frontend import trace
+    from hwsnn.frontends.pytorch import trace
     from hwsnn.hdl import verilog
     from hwsnn.models import BUNDLED
-    from hwsnn.qnet import load as load_qnet
-    from hwsnn.quantize import quantize
+    from hwsnn.snn.convert import convert
+    from hwsnn.snn.qnet import load as load_qnet
+    from hwsnn.snn.quantize import quantize
     directory = out / f"{args.model}-gn-T2-P{args.lanes}"
     if not (directory / "qnet.json").is_file():
         spec = BUNDLED[args.model]

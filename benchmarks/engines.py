@@ -25,13 +25,14 @@ from pathlib import Path
 
 import torch
 
-from hwsnn import data, golden
-from hwsnn.convert import convert
-from hwsnn.frontend import trace
+from hwsnn.frontends import data
+from hwsnn.frontends.pytorch import trace
 from hwsnn.hdl.check import check_engine
 from hwsnn.hdl.engine import LayerEngine
 from hwsnn.models import BUNDLED
-from hwsnn.quantize import quantize
+from hwsnn.snn import golden
+from hwsnn.snn.convert import convert
+from hwsnn.snn.quantize import quantize
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -107,7 +108,7 @@ ENGINES = (("digits-mlp", "gn", "fc1", "dense, input stage"),
 
 
 def cmd_synth(args):
-    from hwsnn.synth import ToolError, synthesize
+    from hwsnn.flow.synth import ToolError, synthesize
     nets, _ = bundled_nets(methods=("gn", "ilif"))
     rows = []
     for model, method, name, what in ENGINES:
@@ -133,7 +134,7 @@ def cmd_synth(args):
 
 
 def cmd_fmax(args):
-    from hwsnn.synth import ToolError, place_and_route, registered_wrapper, synthesize
+    from hwsnn.flow.synth import ToolError, place_and_route, registered_wrapper, synthesize
     nets, _ = bundled_nets(methods=("gn",))
     net = nets["digits-mlp", "gn"]
     rows = []

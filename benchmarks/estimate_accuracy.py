@@ -5,7 +5,7 @@
 
 Every design is the board top that ``hwsnn build`` synthesizes (the network behind the
 UART host link, with the weight stores and input lanes the fit check chooses), synthesized
-with Yosys alone (``hwsnn.synth.synthesize``; no place and route, which changes none of
+with Yosys alone (``hwsnn.flow.synth.synthesize``; no place and route, which changes none of
 these counts) for the ULX3S-85F (ECP5) and, where it fits, the iCEBreaker (iCE40 UP5K).
 The first four designs are those ``hwsnn bench`` builds; the others vary the method, the
 lanes and the model. For each design and resource the table has the estimate
@@ -36,13 +36,13 @@ from pathlib import Path
 import torch
 
 from hwsnn import boards
-from hwsnn.build import BoardCore, fit_check, lanes_by_population
-from hwsnn.convert import convert
-from hwsnn.frontend import trace
+from hwsnn.flow.build import BoardCore, fit_check, lanes_by_population
+from hwsnn.flow.synth import ToolError, synthesize
+from hwsnn.frontends.pytorch import trace
 from hwsnn.hdl.store import UP5KPrimitives
 from hwsnn.models import BUNDLED
-from hwsnn.quantize import quantize
-from hwsnn.synth import ToolError, synthesize
+from hwsnn.snn.convert import convert
+from hwsnn.snn.quantize import quantize
 
 ROOT = Path(__file__).resolve().parent.parent
 BOARDS = {"ecp5": "ulx3s-85f", "ice40": "icebreaker"}
@@ -75,7 +75,7 @@ class Case:
 
 
 CASES = (
-    # The designs of hwsnn bench (hwsnn.bench.DESIGNS), on both families.
+    # The designs of hwsnn bench (hwsnn.tools.bench.DESIGNS), on both families.
     Case("mlp", "digits-mlp", "gn", 2, 4, 1, families=("ecp5", "ice40"), bench=True),
     Case("cnn", "digits-cnn", "gn", 2, 4, 16, bench=True),
     Case("mnist-shaped", "digits28-mlp", "gn", 2, 4, 1, 8, families=("ecp5", "ice40"),

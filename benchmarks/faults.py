@@ -1,7 +1,7 @@
 """Fault injection into the bundled designs: catch rate and location of the first
 divergence (``hwsnn.sim.faults.inject``).
 
-For every bundled design (``hwsnn.examples``) and every population, readout included,
+For every bundled design (``hwsnn.tools.examples``) and every population, readout included,
 it takes the ``--faults`` largest weights whose zeroing the golden model shows on test
 sample 0, writes each into the ROM of the design's Verilog, and simulates the corrupted
 file with ``hwsnn sim --verilog`` (one sample, stopping at the first wrong event). A fault
@@ -18,9 +18,9 @@ import argparse
 import json
 from pathlib import Path
 
-from hwsnn import examples
 from hwsnn.sim.faults import inject
 from hwsnn.sim.run import ALL_SIMULATORS
+from hwsnn.tools import examples
 
 
 def main():

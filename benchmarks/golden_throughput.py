@@ -13,11 +13,12 @@ import time
 
 import torch
 
-from hwsnn import data, floatsim, golden
-from hwsnn.convert import convert
-from hwsnn.frontend import trace
+from hwsnn.frontends import data
+from hwsnn.frontends.pytorch import trace
 from hwsnn.models import BUNDLED
-from hwsnn.quantize import quantize
+from hwsnn.snn import floatsim, golden
+from hwsnn.snn.convert import convert
+from hwsnn.snn.quantize import quantize
 
 
 def best_of(fn, repeats: int) -> float:

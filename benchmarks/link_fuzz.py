@@ -2,7 +2,7 @@
 
 Each design is the link around a network (``hwsnn.hdl.link.HostLink``, as a board top
 has it) in a byte-level Verilog harness (``hwsnn.sim.link_run.fuzz_harness``); the
-frames go through the real host client (``hwsnn.host.Client``). Cases alternate between a
+frames go through the real host client (``hwsnn.flow.host.Client``). Cases alternate between a
 bad one (a corrupted CRC or bit, a frame cut at each position in turn, a wrong length,
 an unknown command, a low stop bit, random bytes, runs of sync bytes, a silence longer
 than the timeout inside a frame, two frames back to back, LOAD outside a store, INFER

@@ -4,7 +4,7 @@ The design as ``hwsnn build`` made it for a board (its network, lanes, input sta
 weights in SPRAM, the link at the build's clock and baud rate; read from
 ``DIR/build/<board>/report.json``) runs in Verilator under the cocotb link bench
 (``sim/link_bench.py``), which bit-bangs the UART at that rate and runs the unchanged host
-client (``hwsnn.host.Client``): the weights are loaded over the link first, then the test
+client (``hwsnn.flow.host.Client``): the weights are loaded over the link first, then the test
 images go out
 
 - pipelined and packed (``Client.infer_many``: zero runs coded, the next frame streaming

@@ -2,7 +2,7 @@
 change the hardware keep it?
 
 For each git revision given (default: ``HEAD`` and the working tree), the bench's board
-designs (``hwsnn.bench.DESIGNS`` and the MNIST MLP, every one at its board's own clock so
+designs (``hwsnn.tools.bench.DESIGNS`` and the MNIST MLP, every one at its board's own clock so
 that nextpnr runs once, seed 1) are built with that revision's code, and its designs are
 simulated in Verilator on the same test samples. Printed and written as JSON: logic
 cells / LUTs, flip-flops, RAM blocks, DSPs, post-route Fmax, and the cycles per inference
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def designs(only=None):
-    from hwsnn import bench
+    from hwsnn.tools import bench
     out = []
     for d in (*bench.DESIGNS, *bench.MNIST_DESIGNS[:1]):
         for b in d.boards:
@@ -54,7 +54,7 @@ def designs(only=None):
 def measure(work: Path, samples: int, only, boards: bool) -> dict:
     """This process's hwsnn: every design simulated and built."""
     import hwsnn
-    from hwsnn import bench
+    from hwsnn.tools import bench
     work.mkdir(parents=True, exist_ok=True)
     result = {"hwsnn": str(Path(hwsnn.__file__).parent), "designs": []}
     seen = set()
@@ -110,9 +110,9 @@ def run_side(label: str, rev: str | None, args) -> dict:
 
 def edges(rev: str, samples: int, stall: float = 0.3, seed: int = 7) -> list[dict]:
     """Every rtl/ example: ``rev``'s committed Verilog against this tree's, edge for edge."""
-    from hwsnn.examples import EXAMPLES, example_qnet
     from hwsnn.hdl import verilog
     from hwsnn.sim.run import simulate
+    from hwsnn.tools.examples import EXAMPLES, example_qnet
 
     def show(path):
         return subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{path}"],

@@ -36,11 +36,11 @@ SPEED_SAMPLES = {("verilator", "free"): (300, 100), ("verilator", "edge"): (30, 
 def _design(out: Path, model, method, steps, tau, lanes) -> Path:
     import torch
 
-    from hwsnn.convert import convert
-    from hwsnn.frontend import trace
+    from hwsnn.frontends.pytorch import trace
     from hwsnn.hdl import verilog
     from hwsnn.models import BUNDLED
-    from hwsnn.quantize import quantize
+    from hwsnn.snn.convert import convert
+    from hwsnn.snn.quantize import quantize
     d = out / f"{model}-{method}-T{steps}-P{lanes}"
     if not (d / "qnet.json").is_file():
         spec = BUNDLED[model]
@@ -78,9 +78,9 @@ def speed(out: Path) -> list[dict]:
 def regression(out: Path, workers: int) -> dict:
     """Every example design of rtl/ on the whole digits test split in Verilator on a local
     cluster; Icarus's expected time for the same from its measured rate on a few samples."""
-    from hwsnn.examples import EXAMPLES
     from hwsnn.sim.regress import regress
     from hwsnn.sim.run import simulate
+    from hwsnn.tools.examples import EXAMPLES
     dirs = [_design(out, m, meth, t, tau, lanes) for m, meth, t, tau, lanes
             in EXAMPLES.values()]
     t = time.time()
@@ -160,7 +160,7 @@ def main():
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
     if not args.no_render:
-        from hwsnn import bench
+        from hwsnn.tools import bench
         bench.render(ROOT)
         print(f"rendered {ROOT / 'BENCHMARKS.md'}")
 

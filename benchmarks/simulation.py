@@ -23,12 +23,12 @@ from pathlib import Path
 
 import torch
 
-from hwsnn.convert import convert
-from hwsnn.frontend import trace
+from hwsnn.frontends.pytorch import trace
 from hwsnn.hdl import verilog
 from hwsnn.models import BUNDLED
-from hwsnn.quantize import quantize
 from hwsnn.sim.run import ALL_SIMULATORS, BENCHES, YOSYS, lint, simulate
+from hwsnn.snn.convert import convert
+from hwsnn.snn.quantize import quantize
 
 CONFIGS = {  # name → (method, T, τ)
     "if": ("if", 4, None),

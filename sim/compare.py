@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .. import golden
+from ..snn import golden
 
 QUANTITIES = ("spike count", "readout value", "class (argmax)")
 

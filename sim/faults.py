@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import golden
 from ..hdl.plan import EnginePlan
-from ..qnet import QNet
+from ..snn import golden
+from ..snn.qnet import QNet
 
 
 @dataclass
@@ -115,7 +115,7 @@ def with_weights_of(text: str, top: str, net: QNet, bad: QNet, population: str,
 
 def inject(work, *, faults: int = 3, tops=None, simulator: str = "icarus-sv",
            log=None) -> dict:
-    """For every bundled example design (``hwsnn.examples``, written into ``work``) and
+    """For every bundled example design (``hwsnn.tools.examples``, written into ``work``) and
     every population, readout included: the ``faults`` largest weights whose zeroing test
     sample 0 shows, each written into the design's ROM and simulated with
     ``simulate(verilog_path=...)`` (one sample, up to the first wrong event). A fault is
@@ -128,8 +128,8 @@ def inject(work, *, faults: int = 3, tops=None, simulator: str = "icarus-sv",
     import time
     from pathlib import Path
 
-    from .. import examples
     from ..hdl import verilog
+    from ..tools import examples
     from .run import simulate
 
     rows = []

@@ -1,5 +1,5 @@
 """cocotb bench: the Verilog of a UART host link (``hwsnn.hdl.link.HostLink``) driven by
-the real host client (``hwsnn.host.Client``, unchanged) through an in-process serial shim.
+the real host client (``hwsnn.flow.host.Client``, unchanged) through an in-process serial shim.
 
 ``HWSNN_BENCH`` names a JSON file (written by ``hwsnn.sim.link_run``) with the design's
 fingerprint and sizes, the UART divisor, the link's timeout, the client's read timeout in
@@ -33,13 +33,13 @@ from cocotb.utils import get_sim_steps, get_sim_time
 
 
 def _import_host():
-    """``hwsnn.host`` as it is, without running the package's ``__init__`` first: that
+    """``hwsnn.flow.host`` as it is, without running the package's ``__init__`` first: that
     imports torch, which costs seconds at every simulator start, and the client needs
-    only ``hwsnn.host`` and ``hwsnn.errors`` (plain Python)."""
+    only ``hwsnn.flow.host`` and ``hwsnn.errors`` (plain Python)."""
     if "hwsnn" not in sys.modules:
         spec = importlib.util.find_spec("hwsnn")
         sys.modules["hwsnn"] = importlib.util.module_from_spec(spec)  # not executed
-    return importlib.import_module("hwsnn.host")
+    return importlib.import_module("hwsnn.flow.host")
 
 
 host = _import_host()
@@ -50,7 +50,7 @@ GARBAGE = b"\x00\x13\xff\x5a"  # no SYNC byte: a receiver hunting for a frame sk
 
 class SimSerial:
     """A serial port whose far end is the simulated design: ``write(bytes)``, ``read(n)``
-    and ``reset_input_buffer()``, as ``hwsnn.host.Client`` uses a ``serial.Serial``."""
+    and ``reset_input_buffer()``, as ``hwsnn.flow.host.Client`` uses a ``serial.Serial``."""
 
     def __init__(self, dut, period_ns: int, divisor: int, read_timeout_cycles: int):
         self.dut = dut

@@ -1,5 +1,5 @@
 """cocotb bench: random, truncated and corrupted frames against the UART host link, sent
-and answered through the real host client (``hwsnn.host.Client``), every reply checked
+and answered through the real host client (``hwsnn.flow.host.Client``), every reply checked
 against ``link_model.LinkModel`` (docs/link.md; INFER against the golden model).
 
 The design is ``hwsnn_link_fuzz`` (``hwsnn.sim.link_run.fuzz_harness``): the link with a
@@ -33,16 +33,16 @@ from cocotb.triggers import First, Timer, ValueChange
 
 
 def _import_host():
-    """``hwsnn.host`` without running the package's ``__init__`` (it imports torch)."""
+    """``hwsnn.flow.host`` without running the package's ``__init__`` (it imports torch)."""
     if "hwsnn" not in sys.modules:
         spec = importlib.util.find_spec("hwsnn")
         sys.modules["hwsnn"] = importlib.util.module_from_spec(spec)  # not executed
-    return importlib.import_module("hwsnn.host")
+    return importlib.import_module("hwsnn.flow.host")
 
 
 host = _import_host()
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # this directory first
-import link_model as fz  # noqa: E402 - after hwsnn.host is importable without torch
+import link_model as fz  # noqa: E402 - after hwsnn.flow.host is importable without torch
 
 QUEUE = 4096
 MAX_FAILURES = 20  # recorded in full; the rest are counted

@@ -20,9 +20,9 @@ wrong length, an unknown command, a low stop bit, random bytes, runs of sync byt
 silences inside a frame longer than the timeout, frames back to back, and with weight
 stores LOADs outside them or of wrong bytes, INFER before COMMIT, a whole weight load
 with a frame hit on the line), and the cases of bugs it once found (``FIXED``). The bench
-(``link_fuzz_bench``) sends them through ``hwsnn.host.Client`` and checks every reply.
+(``link_fuzz_bench``) sends them through ``hwsnn.flow.host.Client`` and checks every reply.
 
-Plain Python: only ``hwsnn.host`` is needed (the bench imports this module inside the
+Plain Python: only ``hwsnn.flow.host`` is needed (the bench imports this module inside the
 simulator, without torch).
 """
 
@@ -31,7 +31,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from hwsnn import host
+from hwsnn.flow import host
 
 INF = float("inf")
 TX_LATENCY = 1  # from the cycle a reply byte goes to the transmitter to its start bit

@@ -1,5 +1,5 @@
 """The UART host link in cocotb: write the Verilog of a ``HostLink`` around a QNet, build it
-with Verilator or Icarus, and run ``link_bench`` (the real ``hwsnn.host.Client`` over a
+with Verilator or Icarus, and run ``link_bench`` (the real ``hwsnn.flow.host.Client`` over a
 simulated serial line) on samples, against the golden model.
 
     from hwsnn.sim.link_run import simulate_link
@@ -29,12 +29,13 @@ from pathlib import Path
 
 import torch
 
-from .. import golden, host
 from ..errors import ParameterError
+from ..flow import host
 from ..hdl.link import HostLink
 from ..hdl.plan import layout_id
 from ..hdl.verilog import fingerprint
-from ..qnet import QNet
+from ..snn import golden
+from ..snn.qnet import QNet
 from .run import (
     PERIOD_NS,
     SIMULATORS,
@@ -508,13 +509,13 @@ FUZZ_DESIGNS = {
 
 def fuzz_design(name: str):
     """The QNet of a design and the link's arguments (``build_fuzz``, ``build_link``)."""
-    from ..convert import convert
-    from ..frontend import trace
+    from ..frontends.pytorch import trace
     from ..models import BUNDLED
-    from ..quantize import quantize
+    from ..snn.convert import convert
+    from ..snn.quantize import quantize
 
     if name.startswith("small"):
-        from ..random_nets import random_qnet
+        from ..snn.random_nets import random_qnet
         net = random_qnet(random.Random(33), "gn")
         kw = {"lanes": 2, "loadable": [(p.name, k) for p in net.populations
                                        for k in range(len(p.projections))]} \
@@ -545,9 +546,9 @@ def link_throughput(directory, board: str, samples: int = 200, sequential: int =
     simulated cycles from the first byte written to the last reply byte read."""
     import tempfile
 
-    from .. import data
-    from ..build import DEFAULT_BAUD, lanes_by_population
-    from ..qnet import load
+    from ..flow.build import DEFAULT_BAUD, lanes_by_population
+    from ..frontends import data
+    from ..snn.qnet import load
     directory = Path(directory)
     report = directory / "build" / board / "report.json"
     if not report.is_file():

@@ -5,7 +5,7 @@
 
 Each design's test samples are cut into shards of ``shard_size`` (fixed, so the shards,
 their stall seeds and so the merged result do not depend on how many workers run them);
-every shard is one ``simulate`` call on some worker (``hwsnn.cluster.map_ordered``: a
+every shard is one ``simulate`` call on some worker (``hwsnn.tools.cluster.map_ordered``: a
 ``LocalCluster`` with one worker per core, or the cluster at ``scheduler``). A worker
 keeps its simulator build between shards and runs: each shard runs in a *slot*,
 ``DIR/sim/SIMULATOR/worker-<i>``, held with a file lock for the shard's time, the same
@@ -56,8 +56,8 @@ def shards(offset: int, samples: int, shard_size: int) -> list[tuple[int, int]]:
 
 def split_size(directory, data_path: str | None = None) -> int:
     """How many samples the test data of conversion directory ``directory`` has."""
-    from .. import data
-    from ..qnet import load as load_qnet
+    from ..frontends import data
+    from ..snn.qnet import load as load_qnet
     net = load_qnet(Path(directory))
     x, _ = data.load_for(tuple(net.input.shape), "test", data_path, meta=net.metadata,
                          value_range=(net.input.lo, net.input.hi))
@@ -80,9 +80,10 @@ def expected_seconds(directory, simulator: str, samples: int, *, offset: int = 0
     smallest lane count), over the simulator's usual clock rate."""
     import torch
 
-    from .. import data, golden
+    from ..frontends import data
     from ..hdl import verilog
-    from ..qnet import load as load_qnet
+    from ..snn import golden
+    from ..snn.qnet import load as load_qnet
     from .run import find_design
     directory = Path(directory)
     net = load_qnet(directory)
@@ -251,8 +252,8 @@ def regress(directory_or_list, *, simulator: str = "verilator", samples=100,
     split) from ``offset`` of each design (a conversion directory, or a list of them) in
     shards of ``shard_size`` on Dask workers, and merge the shards' comparisons with the
     golden model (see the module's docstring)."""
-    from ..cluster import check_workers, map_ordered
-    from ..qnet import load as load_qnet
+    from ..snn.qnet import load as load_qnet
+    from ..tools.cluster import check_workers, map_ordered
     from .run import ALL_SIMULATORS, BENCHES, ICARUS_GENERATION, ensure_design
     if simulator not in ALL_SIMULATORS:
         raise ParameterError(f"unknown simulator {simulator!r}: choose from "

@@ -22,13 +22,14 @@ from pathlib import Path
 
 import torch
 
-from .. import data, golden
 from ..errors import HwsnnError, ParameterError
+from ..flow.synth import replaced_environ
+from ..frontends import data
 from ..hdl import verilog
 from ..hdl.network import port_name
-from ..qnet import QNet
-from ..qnet import load as load_qnet
-from ..synth import replaced_environ
+from ..snn import golden
+from ..snn.qnet import QNet
+from ..snn.qnet import load as load_qnet
 from .compare import Comparison, compare, tap_expectations
 from .freerun import wrapper_name, wrapper_verilog
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from hwsnn import data
-from hwsnn.frontend import trace
+from hwsnn.frontends import data
+from hwsnn.frontends.pytorch import trace
 from hwsnn.models import BUNDLED
 
 

@@ -1,9 +1,9 @@
 """A deliberately naive reference of the QNet semantics (docs/qnet.md), one sample at a time.
 
 Pure Python: plain ``int`` arithmetic and nested loops over neurons and synapses; no torch, no
-matrix products, no convolutions. It reads a ``hwsnn.qnet.QNet`` only for its numbers. It is
-written from docs/qnet.md and the cost model at the top of hwsnn/golden.py, independently of
-``hwsnn.golden``, so that the two can be checked against each other.
+matrix products, no convolutions. It reads a ``hwsnn.snn.qnet.QNet`` only for its numbers. It is
+written from docs/qnet.md and the cost model at the top of hwsnn/snn/golden.py, independently of
+``hwsnn.snn.golden``, so that the two can be checked against each other.
 
 ``run_reference(net, codes, lanes)`` returns a ``Reference`` holding, for the one sample:
 
@@ -15,7 +15,7 @@ written from docs/qnet.md and the cost model at the top of hwsnn/golden.py, inde
   adding bias and offset);
 - ``events[pop]`` (and ``events["input"]``: the 8 input bit-planes), ``spikes[pop]``: per step,
   the number of non-zero outputs and the sum of the outputs;
-- ``cycles[pop]``: ideal cycles per step with ``lanes`` lanes P, as the top of hwsnn/golden.py
+- ``cycles[pop]``: ideal cycles per step with ``lanes`` lanes P, as the top of hwsnn/snn/golden.py
   documents them (GN: every step ends with a fire sweep; ILIF: one entry per input bit-plane,
   then one sweep per output bit-plane; readout: a sweep at its last step); ``synaptic_events``,
   ``sops``;

@@ -4,9 +4,11 @@ and the accuracy of the MNIST-shaped digits28 MLP."""
 
 import pytest
 
-from hwsnn import api, data, floatsim, golden
-from hwsnn.convert import convert
-from hwsnn.quantize import quantize
+from hwsnn.frontends import data
+from hwsnn.snn import floatsim, golden
+from hwsnn.snn.convert import convert
+from hwsnn.snn.quantize import quantize
+from hwsnn.tools import api
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from hwsnn.cli import main
 from hwsnn.hdl.verilog import fingerprint
-from hwsnn.qnet import load as load_qnet
+from hwsnn.snn.qnet import load as load_qnet
+from hwsnn.tools.cli import main
 
 MODULE = "hwsnn_bad_input_models"  # written into the workspace, imported from there
 
@@ -102,7 +102,7 @@ def workspace(tmp_path_factory):
         np.savez(ws / "objects.npz", x=np.array([{}], dtype=object), y=np.zeros(1))
         np.save(ws / "small.npy", np.zeros((3, 5)))
         np.savez(ws / "shape.npz", x=np.zeros((2, 3, 5), np.float32), y=np.zeros(2, np.int64))
-        from hwsnn import data
+        from hwsnn.frontends import data
         dx, dy = data.load("digits", "test")
         pixels = (dx[:4] * 255).round().to(torch.uint8).numpy()  # 8-bit pixels, not [0, 1]
         np.savez(ws / "uint8.npz", x=pixels, y=dy[:4].numpy())

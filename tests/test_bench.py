@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from hwsnn import bench, data, explore, golden
-from hwsnn.convert import convert
-from hwsnn.quantize import quantize
+from hwsnn.flow import explore
+from hwsnn.frontends import data
+from hwsnn.snn import golden
+from hwsnn.snn.convert import convert
+from hwsnn.snn.quantize import quantize
+from hwsnn.tools import bench
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -18,7 +21,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    r = subprocess.run([sys.executable, "-m", "hwsnn.cli", "bench", "--quick", "--samples",
+    r = subprocess.run([sys.executable, "-m", "hwsnn", "bench", "--quick", "--samples",
                         "4", "--out", str(out), "--json", "--random-engines", "4",
                         "--random-networks", "1"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -81,7 +84,7 @@ def test_figures_match_an_independent_computation(quick, bundled_graph):
 
 
 def test_bad_sample_count_is_refused(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "hwsnn.cli", "bench", "--quick", "--samples",
+    r = subprocess.run([sys.executable, "-m", "hwsnn", "bench", "--quick", "--samples",
                         "0", "--out", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2 and "--samples" in r.stderr
     assert not (tmp_path / "BENCHMARKS.md").exists()

@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 
 from hwsnn import boards
-from hwsnn.build import FitError, build, fit_check
-from hwsnn.convert import convert
 from hwsnn.errors import HwsnnError, ParameterError
+from hwsnn.flow.build import FitError, build, fit_check
+from hwsnn.flow.pll import pll_setting
 from hwsnn.hdl.estimate import blocks_for, memories
 from hwsnn.hdl.plan import EnginePlan
-from hwsnn.pll import pll_setting
-from hwsnn.quantize import quantize
+from hwsnn.snn.convert import convert
+from hwsnn.snn.quantize import quantize
 
 
 def test_every_board_names_real_platform_resources():
@@ -172,7 +172,7 @@ def test_build_for_icebreaker_gives_a_bitstream_and_a_report(bundled_graph, tmp_
     assert r["latency_samples"] == 540 and r["latency_worst_cycles"] >= r["latency_cycles"]
     saved = json.loads((tmp_path / "mlp" / "build" / "icebreaker" / "report.json").read_text())
     assert saved["fmax_mhz"] == r["fmax_mhz"]
-    out = subprocess.run([sys.executable, "-m", "hwsnn.cli", "flash", str(tmp_path / "mlp"),
+    out = subprocess.run([sys.executable, "-m", "hwsnn", "flash", str(tmp_path / "mlp"),
                           "--board", "icebreaker", "--dry-run", "--json"],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -211,7 +211,7 @@ def test_input_lanes_fit_check_and_errors(bundled_graph, tmp_path):
 def test_placed_flip_flops_from_the_nextpnr_ice40_log(bundled_graph, tmp_path):
     """nextpnr-ice40's report counts logic cells only; its packer's log says how many of
     them use their flip-flop. The report's resources keep the fit check's order."""
-    from hwsnn.build import _post_route_resources, placed_flip_flops
+    from hwsnn.flow.build import _post_route_resources, placed_flip_flops
     (tmp_path / "hwsnn_board.tim").write_text(
         "Info: Packing LUT-FFs..\nInfo:     1204 LCs used as LUT4 only\n"
         "Info:      977 LCs used as LUT4 and DFF\nInfo: Packing non-LUT/FFs..\n"
@@ -248,7 +248,7 @@ def test_build_with_the_multiply_accumulate_input_stage(bundled_graph, tmp_path)
     # The golden model's cycles with the input stage, not the bit-events'.
     slow = build(tmp_path / "mlp", boards.get("icebreaker"), lanes=1, check_only=True)
     assert "latency_cycles" not in slow
-    from hwsnn.build import _cycles_per_inference, latency_codes
+    from hwsnn.flow.build import _cycles_per_inference, latency_codes
     bits = _cycles_per_inference(net, {p.name: 1 for p in net.populations}, 0,
                                  latency_codes(net)[0])
     assert r["latency_cycles"] < bits["latency"] / 2
@@ -335,7 +335,7 @@ def test_link_rate_and_the_clock_that_makes_it():
     """3 Mbaud where the clock divides to it within 1 %; else the fastest standard rate;
     a PLL clock chosen for the rate (iCE40 from 12 MHz: 36 MHz = 12 × 3 Mbaud, not 37.5
     or 36.75, which miss it by 4 % and 2 %)."""
-    from hwsnn.build import baud_fits, link_baud
+    from hwsnn.flow.build import baud_fits, link_baud
     assert link_baud(12) == 3_000_000 and link_baud(36) == 3_000_000  # divisors 4, 12
     assert not baud_fits(34.5, 3_000_000)  # divisor 11: 3.136 Mbaud, +4.5 %
     assert link_baud(25) == 1_000_000  # 25/3 → 8 (+4.2 %), /2 → 12, /1.5 → 16: all off
@@ -352,8 +352,9 @@ def test_latency_is_the_mean_and_worst_over_the_data(bundled_graph, tmp_path):
     engine's golden cycles in turn) gives the mean and the worst."""
     import numpy as np
 
-    from hwsnn import data, golden
-    from hwsnn.build import _cycles_per_inference, latency_codes
+    from hwsnn.flow.build import _cycles_per_inference, latency_codes
+    from hwsnn.frontends import data
+    from hwsnn.snn import golden
     net = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=2,
                            group_size=4, progress=False))
     x, y = data.load("digits", "test")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hwsnn.cli import main
+from hwsnn.tools.cli import main
 
 HERE = Path(__file__).parent
 
@@ -206,7 +206,7 @@ def test_failed_convert_keeps_an_existing_output(tmp_path, capsys):
 
 
 def test_console_script_exit_status(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "hwsnn.cli", "convert", "nonexistent-model",
+    proc = subprocess.run([sys.executable, "-m", "hwsnn", "convert", "nonexistent-model",
                            "-o", str(tmp_path / "x")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("hwsnn: error: cannot tell what model")
@@ -231,8 +231,8 @@ def test_convert_into_a_network_directory_keeps_what_hwsnn_did_not_write(tmp_pat
     network (identified by the QNet they record, or as hwsnn's sim and report files), and
     keeps everything else: the user's files, also inside rtl/, build/ and sim/."""
     from hwsnn.hdl.verilog import fingerprint
-    from hwsnn.outdir import REPORT_SIGNATURE
-    from hwsnn.qnet import load as load_qnet
+    from hwsnn.snn.qnet import load as load_qnet
+    from hwsnn.tools.outdir import REPORT_SIGNATURE
     d = tmp_path / "net"
     assert run(capsys, "convert", "digits-mlp", "-o", str(d), "-T", "1", "--json")[0] == 0
     old = fingerprint(load_qnet(d))
@@ -283,7 +283,7 @@ def test_an_interrupted_replacement_restores_the_previous_network(tmp_path, caps
                                                                    monkeypatch):
     import os
 
-    from hwsnn import outdir
+    from hwsnn.tools import outdir
     d = tmp_path / "net"
     assert run(capsys, "convert", "digits-mlp", "-o", str(d), "-T", "1", "--json")[0] == 0
     before = {p.name: p.read_bytes() for p in d.iterdir()}
@@ -303,7 +303,7 @@ def test_an_interrupted_replacement_restores_the_previous_network(tmp_path, caps
 
 
 def test_a_failed_write_leaves_no_directory_behind(tmp_path):
-    from hwsnn.outdir import write_network
+    from hwsnn.tools.outdir import write_network
 
     def fail(tmp):
         (tmp / "qnet.json").write_text("{}")
@@ -342,8 +342,8 @@ def test_lanes_per_population_in_every_command(tmp_path, capsys):
     read by one parser and checked against the network's populations by one plan
     (``hdl.plan.NetworkPlan``); sim, which writes its design anew with one count, says
     how to simulate such a design instead."""
-    from hwsnn import golden
-    from hwsnn.qnet import load as load_qnet
+    from hwsnn.snn import golden
+    from hwsnn.snn.qnet import load as load_qnet
     net_dir = tmp_path / "mlp"
     assert run(capsys, "convert", "digits-mlp", "-o", str(net_dir), "-T", "1", "--json")[0] == 0
     code, out, _ = run(capsys, "verilog", str(net_dir), "--lanes", "fc1=8, fc2=2",
@@ -367,7 +367,7 @@ def test_lanes_per_population_in_every_command(tmp_path, capsys):
     assert rep["lanes"] == {"fc1": 8, "fc2": 2}
     # Each population's ideal cycles are those of a run with its own lane count.
     net = load_qnet(net_dir)
-    from hwsnn import data
+    from hwsnn.frontends import data
     x, _ = data.load_for(tuple(net.input.shape), "test", meta=net.metadata,
                          value_range=(net.input.lo, net.input.hi))
     codes = golden.encode(net, x[:16])

@@ -1,7 +1,7 @@
 """The QNet is the whole contract between software and hardware: the golden model and the
-HDL generator read a QNet (``hwsnn.qnet``) and the rules derived from it (``hwsnn.widths``),
-never the float stages that make one. This test reads their source, so an import inside a
-function counts as much as one at the top."""
+HDL generator read a QNet (``hwsnn.snn.qnet``) and the rules derived from it
+(``hwsnn.snn.widths``), never the float stages that make one. This test reads their
+source, so an import inside a function counts as much as one at the top."""
 
 import ast
 from pathlib import Path
@@ -11,12 +11,14 @@ import pytest
 import hwsnn
 
 PACKAGE = Path(hwsnn.__file__).resolve().parent
-FORBIDDEN = ("hwsnn.frontend", "hwsnn.convert", "hwsnn.quantize", "hwsnn.graph")
+# (the data sets, hwsnn.frontends.data, are allowed: the Verilog's port notes quote an image)
+FORBIDDEN = ("hwsnn.frontends.pytorch", "hwsnn.frontends.graph", "hwsnn.frontends.nir_io",
+             "hwsnn.snn.convert", "hwsnn.snn.quantize")
 
 
 def _modules() -> list[tuple[str, Path]]:
-    """(module name, file) of hwsnn.golden and every module of hwsnn.hdl."""
-    out = [("hwsnn.golden", PACKAGE / "golden.py")]
+    """(module name, file) of hwsnn.snn.golden and every module of hwsnn.hdl."""
+    out = [("hwsnn.snn.golden", PACKAGE / "snn" / "golden.py")]
     for path in sorted((PACKAGE / "hdl").rglob("*.py")):
         parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
         if parts[-1] == "__init__":
@@ -55,39 +57,43 @@ def _forbidden(names: set[str]) -> list[str]:
 
 
 def test_the_checker_resolves_imports(tmp_path):
-    """Relative imports at any depth, ``from .. import graph``, and imports inside
-    functions are all seen."""
+    """Relative imports at any depth, ``from ..frontends import graph``, and imports
+    inside functions are all seen."""
     src = tmp_path / "mod.py"
-    src.write_text("from ..qnet import INPUT\n"
-                   "from .. import graph, golden\n"
+    src.write_text("from ..snn.qnet import INPUT\n"
+                   "from ..frontends import graph\n"
+                   "from ..snn import golden\n"
                    "def f():\n"
-                   "    from ..quantize import quantize\n"
-                   "    import hwsnn.frontend as fe\n"
+                   "    from ..snn.quantize import quantize\n"
+                   "    import hwsnn.frontends.pytorch as fe\n"
                    "    from . import plan\n")
     names = imported("hwsnn.hdl.mod", src)
-    assert {"hwsnn.qnet", "hwsnn.graph", "hwsnn.golden", "hwsnn.quantize",
-            "hwsnn.frontend", "hwsnn.hdl.plan"} <= names
-    assert _forbidden(names) == ["hwsnn.frontend", "hwsnn.graph", "hwsnn.quantize",
-                                 "hwsnn.quantize.quantize"]
+    assert {"hwsnn.snn.qnet", "hwsnn.frontends.graph", "hwsnn.snn.golden",
+            "hwsnn.snn.quantize", "hwsnn.frontends.pytorch", "hwsnn.hdl.plan"} <= names
+    assert _forbidden(names) == ["hwsnn.frontends.graph",
+                                 "hwsnn.frontends.pytorch", "hwsnn.snn.quantize",
+                                 "hwsnn.snn.quantize.quantize"]
     top = tmp_path / "top.py"
-    top.write_text("from .graph import INPUT\nfrom .qnet import QNet\n")
-    assert _forbidden(imported("hwsnn.golden", top)) == ["hwsnn.graph", "hwsnn.graph.INPUT"]
+    top.write_text("from ..frontends.graph import INPUT\nfrom .qnet import QNet\n")
+    assert _forbidden(imported("hwsnn.snn.golden", top)) == [
+        "hwsnn.frontends.graph", "hwsnn.frontends.graph.INPUT"]
 
 
 @pytest.mark.parametrize("module,path", _modules(), ids=[m for m, _ in _modules()])
 def test_hardware_and_golden_read_only_the_qnet(module, path):
-    """No module of hwsnn.hdl, nor hwsnn.golden, imports the frontend, the conversion,
+    """No module of hwsnn.hdl, nor hwsnn.snn.golden, imports the frontend, the conversion,
     the quantizer or the float graph (the generator of the bundled example designs, which
-    converts models, is ``hwsnn.examples``, outside hwsnn.hdl)."""
+    converts models, is ``hwsnn.tools.examples``, outside hwsnn.hdl)."""
     bad = _forbidden(imported(module, path))
     assert not bad, (f"{module} imports {', '.join(bad)}: the golden model and the HDL "
-                     "read only a QNet (hwsnn.qnet: INPUT, PIXEL_BITS, ...) and the rules "
-                     "derived from it (hwsnn.widths)")
+                     "read only a QNet (hwsnn.snn.qnet: INPUT, PIXEL_BITS, ...) and the rules "
+                     "derived from it (hwsnn.snn.widths)")
 
 
 def test_the_pixel_width_is_named_once():
     """The image's source name and pixel code width come from the QNet module; the float
     graph only re-exports them."""
-    from hwsnn import graph, qnet
+    from hwsnn.frontends import graph
+    from hwsnn.snn import qnet
     assert graph.INPUT is qnet.INPUT and graph.INPUT_BITS == qnet.PIXEL_BITS == 8
     assert graph.INPUT_LEVELS == qnet.PIXEL_LEVELS == 255

@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from hwsnn import ParameterError
-from hwsnn.convert import calibrate_thresholds, convert
-from hwsnn.frontend import trace
-from hwsnn.quantize import quantize
+from hwsnn.frontends.pytorch import trace
+from hwsnn.snn.convert import calibrate_thresholds, convert
+from hwsnn.snn.quantize import quantize
 
 
 def relu_graph():
@@ -65,7 +65,7 @@ def test_weights_fill_the_configured_width(bundled_graph):
 
 
 def test_small_membrane_limit_saturates(bundled_graph, digits_test):
-    from hwsnn import golden
+    from hwsnn.snn import golden
     net = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=4,
                            progress=False), max_membrane_bits=12)
     assert any(p.saturate for p in net.populations)
@@ -78,7 +78,7 @@ def test_small_membrane_limit_saturates(bundled_graph, digits_test):
 
 
 def test_threshold_unit_by_hand():
-    from hwsnn.quantize import threshold_unit
+    from hwsnn.snn.quantize import threshold_unit
     # Largest weight 0.3 thresholds per count, 8-bit: Θ = 2·floor(127/0.6) = 422, no shift.
     assert threshold_unit([0.3, 0.1], 127) == (422, 0)
     # 100 thresholds per count: Θ = 2 would need 200 > 127. Shift 1: Θ = 2 (200/2 = 100,
@@ -96,8 +96,8 @@ def test_ilif_at_many_steps_shifts_instead_of_clipping(bundled_graph, digits_tra
     weights in 8 bits, so they are stored shifted. Every integer weight is the float
     weight in integer units to within half a stored step (nothing clipped), the integer
     network keeps the float SNN's accuracy, and the engine equals the golden model."""
-    from hwsnn import floatsim, golden
     from hwsnn.hdl.check import check_engine
+    from hwsnn.snn import floatsim, golden
 
     snn = convert(bundled_graph("digits-cnn"), method="ilif", timesteps=16,
                   calibration=digits_train[0][:256], progress=False)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from hwsnn import data
 from hwsnn.errors import HwsnnError
+from hwsnn.frontends import data
 
 # The sha256 of the shipped images' bytes as examples/make_mnist.py printed it, recorded in
 # hwsnn/datasets/README.md: a changed or damaged file fails here.
@@ -65,8 +65,8 @@ def test_bundled_mnist_models_are_measured_on_mnist(tmp_path, capsys, name, leas
     model's own, computed here directly."""
     import json
 
-    from hwsnn.cli import main
     from hwsnn.models import BUNDLED
+    from hwsnn.tools.cli import main
 
     x, y = data.load("mnist", "test")
     with torch.no_grad():

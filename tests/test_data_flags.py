@@ -13,11 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from hwsnn import bench, boards, data, explore, golden
-from hwsnn.cli import main
-from hwsnn.convert import convert
+from hwsnn import boards
 from hwsnn.errors import HwsnnError
-from hwsnn.quantize import quantize
+from hwsnn.flow import explore
+from hwsnn.frontends import data
+from hwsnn.snn import golden
+from hwsnn.snn.convert import convert
+from hwsnn.snn.quantize import quantize
+from hwsnn.tools import bench
+from hwsnn.tools.cli import main
 
 GRID = {"methods": (("gn", 4), ("ilif", None)), "steps": (1, 2), "weight_bits": (8,),
         "lanes": (1, 2), "queues": (None,)}
@@ -129,9 +133,9 @@ def test_explore_refuses_bad_data_before_writing(files, tmp_path, capsys, monkey
 def test_pick_builds_and_simulates_on_the_same_data(files, tmp_path, monkeypatch):
     """pick passes the data to the build (its latency) and to the simulation, asks no more
     samples than the data has, and records the bundled model's data set in the network."""
-    import hwsnn.build
+    import hwsnn.flow.build
     import hwsnn.sim.run
-    from hwsnn.qnet import load as load_qnet
+    from hwsnn.snn.qnet import load as load_qnet
     d, x, _ = files
     path = str(d / "subset.npz")
     board = boards.get("ulx3s-85f")
@@ -154,7 +158,7 @@ def test_pick_builds_and_simulates_on_the_same_data(files, tmp_path, monkeypatch
         calls["sim"] = kw
         return Report()
 
-    monkeypatch.setattr(hwsnn.build, "build", build)
+    monkeypatch.setattr(hwsnn.flow.build, "build", build)
     monkeypatch.setattr(hwsnn.sim.run, "simulate", simulate)
     # One worker: the build runs here, where it is faked (tests/test_explore_dask.py
     # checks that Dask workers pick the same point).

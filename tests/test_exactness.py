@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from hwsnn import floatsim, golden
-from hwsnn.convert import convert
-from hwsnn.graph import qcfs_float
-from hwsnn.quantize import quantize
+from hwsnn.frontends.graph import qcfs_float
+from hwsnn.snn import floatsim, golden
+from hwsnn.snn.convert import convert
+from hwsnn.snn.quantize import quantize
 
 MODELS = ["digits-mlp", "digits-cnn"]
 
@@ -99,11 +99,11 @@ def test_golden_tracks_the_float_snn(method, T, bundled_graph, digits_test):
     assert err12 < err8
 
 
-# The sweeps of hwsnn.exactness (thousands of networks in `hwsnn bench`), on fixed seeds: a
+# The sweeps of hwsnn.tools.exactness (thousands of networks in `hwsnn bench`), on fixed seeds: a
 # seed names its network, lanes and input stage, so a failure here is reproduced by it.
 @pytest.mark.parametrize("seed", range(8))
 def test_random_engines_fixed_seeds(seed):
-    from hwsnn.exactness import engine_case
+    from hwsnn.tools.exactness import engine_case
     case = engine_case(seed)
     assert case["ok"] and not case["refused"], case
     assert case["engines"] == case["populations"]
@@ -111,6 +111,6 @@ def test_random_engines_fixed_seeds(seed):
 
 @pytest.mark.parametrize("seed", [0, 3])
 def test_random_networks_in_verilator_fixed_seeds(seed, tmp_path):
-    from hwsnn.exactness import network_case
+    from hwsnn.tools.exactness import network_case
     case = network_case(seed, str(tmp_path), samples=2)
     assert case["ok"] and not case["refused"], case

@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from hwsnn import boards, explore
+from hwsnn import boards
 from hwsnn.errors import HwsnnError
+from hwsnn.flow import explore
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -33,7 +34,7 @@ def test_explore_and_pick_the_digits_cnn_for_icebreaker(tmp_path):
     every point inside the board by the estimate, and the picked point placed, routed and
     simulated bit-exact against the golden model."""
     out = tmp_path / "picked"
-    r = subprocess.run([sys.executable, "-m", "hwsnn.cli", "explore", "digits-cnn", "--board",
+    r = subprocess.run([sys.executable, "-m", "hwsnn", "explore", "digits-cnn", "--board",
                         "icebreaker", "--max-accuracy-drop", "1", "--plot",
                         str(tmp_path / "front.png"), "--pick", str(out), "--json"],
                        capture_output=True, text=True)
@@ -73,9 +74,9 @@ def test_shallow_queues_bring_the_digits_cnn_into_the_icebreaker_estimate(bundle
     """With two sweeps' worth of output queue per engine an ILIF T=2 digits CNN needs more
     block RAM than a UP5K has, even with its largest weights in SPRAM; with 16-group
     queues it fits (and places and routes: what the pick test builds)."""
-    from hwsnn.build import fit_check
-    from hwsnn.convert import convert
-    from hwsnn.quantize import quantize
+    from hwsnn.flow.build import fit_check
+    from hwsnn.snn.convert import convert
+    from hwsnn.snn.quantize import quantize
     board = boards.get("icebreaker")
     r = explore.search("digits-cnn", board, progress=False, methods=(("ilif", None),),
                        steps=(2,), weight_bits=(8,), lanes=(1,), max_accuracy_drop=100)

@@ -9,9 +9,10 @@ import time
 
 import pytest
 
-from hwsnn import boards, explore
-from hwsnn.cluster import ClusterError
+from hwsnn import boards
 from hwsnn.errors import HwsnnError, ParameterError
+from hwsnn.flow import explore
+from hwsnn.tools.cluster import ClusterError
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +121,7 @@ def test_parallel_pick_stops_the_later_candidates(fake, scheduler, tmp_path):
 
 
 def test_a_worker_without_a_tool_is_named(monkeypatch, scheduler, tmp_path):
-    import hwsnn.synth as synth
+    import hwsnn.flow.synth as synth
     real = synth.find_script
     monkeypatch.delenv("NEXTPNR_ICE40", raising=False)
     monkeypatch.setattr(synth, "find_script",
@@ -134,7 +135,7 @@ def test_a_worker_without_a_tool_is_named(monkeypatch, scheduler, tmp_path):
 
 
 def test_exactness_runs_are_the_same_on_two_workers():
-    from hwsnn import exactness
+    from hwsnn.tools import exactness
     one = exactness.engines(3, first_seed=1, workers=1, progress=False)
     two = exactness.engines(3, first_seed=1, workers=2, progress=False)
     for r in (one, two):
@@ -152,7 +153,7 @@ def test_search_on_two_worker_processes_gives_the_serial_result():
 
 
 def test_bad_cluster_options_are_refused(tmp_path):
-    from hwsnn import bench
+    from hwsnn.tools import bench
     with pytest.raises(ParameterError, match="--workers must be a positive integer"):
         bench.run(tmp_path, workers=0)
     with pytest.raises(ParameterError, match="give one of them"):

@@ -8,9 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hwsnn import QCFS, api, golden
+from hwsnn import QCFS
 from hwsnn.errors import HwsnnError, UnsupportedLayerError
-from hwsnn.frontend import trace, trace_export
+from hwsnn.frontends.pytorch import trace, trace_export
+from hwsnn.snn import golden
+from hwsnn.tools import api
 
 
 class Functional(nn.Module):

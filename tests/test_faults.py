@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from hwsnn import cli, examples
 from hwsnn.hdl import verilog
 from hwsnn.sim.faults import with_weights_of, zeroed_weights
+from hwsnn.tools import cli, examples
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATOR = "icarus-sv"

@@ -9,12 +9,12 @@ import shutil
 
 import pytest
 
-from hwsnn import golden
-from hwsnn.convert import convert
 from hwsnn.hdl import verilog
-from hwsnn.quantize import quantize
 from hwsnn.sim import freerun
 from hwsnn.sim.run import simulate
+from hwsnn.snn import golden
+from hwsnn.snn.convert import convert
+from hwsnn.snn.quantize import quantize
 
 SAMPLES = 12
 
@@ -133,7 +133,7 @@ def test_free_bench_is_exact_on_the_golden_classes(mlp):
     d, net = mlp
     r = simulate(d, simulator="icarus", samples=3, progress=False)
     assert r.exact
-    from hwsnn import data
+    from hwsnn.frontends import data
     x, _ = data.load_for(tuple(net.input.shape), "test", None, meta=net.metadata,
                          value_range=(net.input.lo, net.input.hi))
     want = golden.run(net, golden.encode(net, x[:3])).predictions.tolist()

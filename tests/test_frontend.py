@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwsnn import QCFS, UnsupportedLayerError
-from hwsnn.frontend import trace, trace_export
+from hwsnn.frontends.pytorch import trace, trace_export
 
 
 def randomize_bn(model):
@@ -363,10 +363,11 @@ def test_resnet_stem_max_pool_advice_converts_exactly(size, advice):
     """MaxPool2d(3, 2, 1) is refused with an average pool of the same output size; with that
     pool the stem converts, its graph is the model, and (trained with QCFS) its GN float SNN
     is the ANN and its golden model the integer QCFS ANN, exactly."""
-    from hwsnn import QCFS, golden
-    from hwsnn.convert import convert
-    from hwsnn.floatsim import run as float_run
-    from hwsnn.quantize import quantize
+    from hwsnn import QCFS
+    from hwsnn.snn import golden
+    from hwsnn.snn.convert import convert
+    from hwsnn.snn.floatsim import run as float_run
+    from hwsnn.snn.quantize import quantize
 
     torch.manual_seed(0)
     x = torch.rand(16, 3, size, size)

@@ -1,7 +1,7 @@
 """Hand-worked golden-model examples, one per neuron kind (docs/qnet.md, "Semantics").
 
 Every expected number below is derived by hand in the comments, step by step; the tests
-assert that ``hwsnn.golden.run`` produces exactly these literals. Notation: x are the input
+assert that ``hwsnn.snn.golden.run`` produces exactly these literals. Notation: x are the input
 codes, I the synaptic current of one step (bias included), V the membrane, s the spike
 count, Θ the threshold, τ the group size.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hwsnn import golden
-from hwsnn.qnet import InputSpecQ, QNet, QPopulation, QProjection, validate
+from hwsnn.snn import golden
+from hwsnn.snn.qnet import InputSpecQ, QNet, QPopulation, QProjection, validate
 
 
 def dense(source, rows):

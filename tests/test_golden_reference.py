@@ -2,7 +2,7 @@
 
 Random tiny QNets are built directly from the dataclasses (dense chains, convolutions,
 residual populations with two incoming projections, every method, saturating membranes) and
-``hwsnn.golden.run`` must agree exactly with ``tests/reference_loop.py`` (written from
+``hwsnn.snn.golden.run`` must agree exactly with ``tests/reference_loop.py`` (written from
 docs/qnet.md) on readout values, predictions, per-step outputs, final membranes, events,
 spikes, synaptic events, SOPs and ideal cycles.
 """
@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from reference_loop import qcfs_loop, run_reference
 
-from hwsnn import CheckpointError, golden
-from hwsnn.qnet import InputSpecQ, QNet, QPopulation, QProjection, validate
-from hwsnn.widths import membrane_bounds, membrane_width, signed_bits
+from hwsnn import CheckpointError
+from hwsnn.snn import golden
+from hwsnn.snn.qnet import InputSpecQ, QNet, QPopulation, QProjection, validate
+from hwsnn.snn.widths import membrane_bounds, membrane_width, signed_bits
 
 RATE = ("if", "if-shift", "gn", "cos")
 METHODS = RATE + ("ilif",)
@@ -37,7 +38,7 @@ SETTINGS = settings(max_examples=50, deadline=None,
 
 class _Builder:
     """Adds random populations one by one; ``finish`` sets the membrane widths from
-    ``hwsnn.widths`` (or a small saturating width) and validates the QNet."""
+    ``hwsnn.snn.widths`` (or a small saturating width) and validates the QNet."""
 
     def __init__(self, draw, method, T, rho, weight_bits, saturating, tau, canonical_v0,
                  wild=False):

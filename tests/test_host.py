@@ -1,10 +1,10 @@
-"""The host client (hwsnn.host.Client) on a scripted port: what it does after an error."""
+"""The host client (hwsnn.flow.host.Client) on a scripted port: what it does after an error."""
 
 from collections import deque
 
 import pytest
 
-from hwsnn import host
+from hwsnn.flow import host
 
 ACK_LOAD = host.encode_frame(host.CMD_LOAD | host.REPLY_BIT)
 ACK_COMMIT = host.encode_frame(host.CMD_COMMIT | host.REPLY_BIT)

@@ -7,11 +7,12 @@ import sys
 import numpy as np
 import pytest
 
-from hwsnn import golden, host
-from hwsnn.convert import convert
 from hwsnn.errors import HwsnnError
-from hwsnn.infer import GoldenDevice, infer
-from hwsnn.quantize import quantize
+from hwsnn.flow import host
+from hwsnn.flow.infer import GoldenDevice, infer
+from hwsnn.snn import golden
+from hwsnn.snn.convert import convert
+from hwsnn.snn.quantize import quantize
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +52,12 @@ def test_cli_infer_images_and_errors(mlp_dir, digits_test, tmp_path):
     d, net = mlp_dir
     images = tmp_path / "img.npy"
     np.save(images, digits_test[0][:2].numpy())
-    r = subprocess.run([sys.executable, "-m", "hwsnn.cli", "infer", str(d), "--port", "golden",
+    r = subprocess.run([sys.executable, "-m", "hwsnn", "infer", str(d), "--port", "golden",
                         "--images", str(images), "--json"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["samples"] == 2 and "accuracy" not in out
-    r = subprocess.run([sys.executable, "-m", "hwsnn.cli", "infer", str(d), "--port",
+    r = subprocess.run([sys.executable, "-m", "hwsnn", "infer", str(d), "--port",
                         str(tmp_path / "no-such-tty")], capture_output=True, text=True)
     assert r.returncode == 2 and "cannot open" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
@@ -67,8 +68,8 @@ def test_weights_to_load_follow_the_build_the_board_reports(mlp_dir, tmp_path):
     the layout when none matches."""
     import shutil
 
+    from hwsnn.flow.infer import stores_for
     from hwsnn.hdl.plan import layout_id, store_specs
-    from hwsnn.infer import stores_for
     src, net = mlp_dir
     d = tmp_path / "mlp"
     shutil.copytree(src, d)
@@ -99,8 +100,8 @@ def test_store_bytes_by_hand():
 def test_weights_to_load_with_the_multiply_accumulate_input_stage(bundled_graph, tmp_path):
     """A build with ``input_lanes`` stores 8-lane input words: another layout, which
     ``stores_for`` rebuilds from the report's ``input_lanes``."""
+    from hwsnn.flow.infer import stores_for
     from hwsnn.hdl.plan import layout_id, store_specs
-    from hwsnn.infer import stores_for
     net = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=2,
                            progress=False))
     net.save(tmp_path)

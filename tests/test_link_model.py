@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from hwsnn import host
+from hwsnn.flow import host
 from hwsnn.sim.link_model import (
     Ambiguous,
     Device,

@@ -1,5 +1,5 @@
 """The UART host link's Verilog in cocotb (Verilator and Icarus), driven by the real host
-client (hwsnn.host.Client) through an in-process serial shim (sim/link_bench.py), against
+client (hwsnn.flow.host.Client) through an in-process serial shim (sim/link_bench.py), against
 the golden model: IDENTIFY, INFER round trips, corrupt and truncated frames, recovery.
 And fuzzed (sim/link_fuzz_bench.py): a fixed-seed run of random, truncated and corrupted
 frames, every reply checked against the protocol's model (hwsnn.sim.link_model)."""
@@ -10,12 +10,13 @@ import pytest
 import torch
 from hdl.random_nets import random_qnet
 
-from hwsnn import golden, host
-from hwsnn.convert import convert
+from hwsnn.flow import host
 from hwsnn.hdl.verilog import fingerprint
-from hwsnn.quantize import quantize
 from hwsnn.sim.link_model import Fuzzer
 from hwsnn.sim.link_run import build_fuzz, build_link, fuzz_images, run_fuzz, run_link
+from hwsnn.snn import golden
+from hwsnn.snn.convert import convert
+from hwsnn.snn.quantize import quantize
 
 SAMPLES = 4
 ERROR_CASES = [("bad CRC (payload bit)", host.ERR_CRC), ("bad CRC (CRC byte)", host.ERR_CRC),

@@ -12,11 +12,13 @@ import torch
 from sinabs.activation import MembraneSubtract, SingleSpike
 from sinabs.nir import to_nir as sinabs_to_nir
 
-from hwsnn import api, data, golden, nir_io
-from hwsnn.cli import main
 from hwsnn.errors import HwsnnError
+from hwsnn.frontends import data, nir_io
+from hwsnn.frontends.nir_io import UnsupportedNIRError
 from hwsnn.models import BUNDLED
-from hwsnn.nir_io import UnsupportedNIRError
+from hwsnn.snn import golden
+from hwsnn.tools import api
+from hwsnn.tools.cli import main
 
 T = 6
 
@@ -76,7 +78,7 @@ def test_round_trip_through_the_cli(tmp_path, capsys):
     assert semantics["reset"] == "subtract" and semantics["threshold"] == "ge"
     assert main(["convert", str(tmp_path / "a.nir"), "-o", str(tmp_path / "b"),
                  "--json"]) == 0
-    from hwsnn.qnet import load
+    from hwsnn.snn.qnet import load
     assert_same_qnet(load(tmp_path / "a"), load(tmp_path / "b"))
 
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from hwsnn import CheckpointError, golden, load_qnet
-from hwsnn.convert import convert
-from hwsnn.quantize import quantize
+from hwsnn import CheckpointError, load_qnet
+from hwsnn.snn import golden
+from hwsnn.snn.convert import convert
+from hwsnn.snn.quantize import quantize
 
 
 @pytest.fixture(scope="module")

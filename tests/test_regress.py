@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from hwsnn import golden
-from hwsnn.cluster import ClusterError
-from hwsnn.convert import convert
 from hwsnn.hdl import verilog
-from hwsnn.quantize import quantize
 from hwsnn.sim.regress import regress
+from hwsnn.snn import golden
+from hwsnn.snn.convert import convert
+from hwsnn.snn.quantize import quantize
+from hwsnn.tools.cluster import ClusterError
 
 SAMPLES, SHARD = 36, 6
 
@@ -192,7 +192,7 @@ def test_a_worker_without_the_simulator_is_named(mlp, tmp_path):
 
 
 def test_cli_shards_and_text(mlp, serial, capsys):
-    from hwsnn import cli
+    from hwsnn.tools import cli
     directory, _ = mlp
     argv = ["sim", str(directory), "--samples", "12", "--shard-size", str(SHARD),
             "--workers", "1"]
@@ -271,8 +271,8 @@ def test_a_slot_left_by_a_dead_worker_is_cleared_first(tmp_path):
 def test_a_short_run_stays_in_one_process(mlp, capsys, monkeypatch):
     """More samples than a shard, but expected to take a few seconds: ``hwsnn sim`` runs
     them in one simulate call (no cluster to start); expected to take longer, it shards."""
-    from hwsnn import cli
     from hwsnn.sim import regress as rg
+    from hwsnn.tools import cli
     directory, _ = mlp
     quick = rg.expected_seconds(directory, "verilator", 12)
     slow = rg.expected_seconds(directory, "icarus", 12)
@@ -284,7 +284,7 @@ def test_a_short_run_stays_in_one_process(mlp, capsys, monkeypatch):
     r = json.loads(capsys.readouterr().out)
     assert "designs" not in r and r["samples"] == 12 and r["exact"]
     monkeypatch.setattr(rg, "SERIAL_SECONDS", 0.0)  # every run counts as long
-    monkeypatch.setattr("hwsnn.cluster.default_workers", lambda: 1)
+    monkeypatch.setattr("hwsnn.tools.cluster.default_workers", lambda: 1)
     assert cli.main(argv) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["designs"][0]["shards"] == 2 and r["designs"][0]["exact"]

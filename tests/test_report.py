@@ -4,15 +4,16 @@ import json
 import subprocess
 import sys
 
-from hwsnn import data, golden
-from hwsnn.qnet import load as load_qnet
+from hwsnn.frontends import data
 from hwsnn.sim.run import simulate
+from hwsnn.snn import golden
+from hwsnn.snn.qnet import load as load_qnet
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "hwsnn.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "hwsnn", *args], capture_output=True,
                           text=True)
 
 

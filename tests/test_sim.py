@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 from verilog_faults import set_weight
 
-from hwsnn import examples, golden
-from hwsnn.convert import convert
 from hwsnn.hdl import verilog
-from hwsnn.quantize import quantize
 from hwsnn.sim.run import lint, simulate
+from hwsnn.snn import golden
+from hwsnn.snn.convert import convert
+from hwsnn.snn.quantize import quantize
+from hwsnn.tools import examples
 
 ROOT = Path(__file__).resolve().parent.parent
-HWSNN = [sys.executable, "-m", "hwsnn.cli"]
+HWSNN = [sys.executable, "-m", "hwsnn"]
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +122,7 @@ def _changed_weight(net, population):
 
 
 def _digits():
-    from hwsnn import data
+    from hwsnn.frontends import data
     return data.load("digits", "test")[0]
 
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 from hdl.random_nets import random_qnet
 
-from hwsnn import golden
 from hwsnn.hdl.network import Network
 from hwsnn.hdl.verilog import describe
 from hwsnn.sim.compare import compare, decode, encode, tap_expectations
 from hwsnn.sim.tap_watch import TapWatch
+from hwsnn.snn import golden
 
 
 def _encode(values: dict, fields: list[dict]) -> int:

@@ -18,9 +18,10 @@ import torch
 from amaranth.back import verilog as amaranth_verilog
 from hdl.random_nets import random_qnet
 
-from hwsnn import cli, examples, golden
 from hwsnn.hdl import verilog
 from hwsnn.sim.run import simulate
+from hwsnn.snn import golden
+from hwsnn.tools import cli, examples
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 33  # h1 (5 GN neurons, τ = 3), h2 (5, τ = 3, with a residual from h1), out (5); T = 3

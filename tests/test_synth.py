@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""Synthesis and place-and-route reports (hwsnn.synth) with the YoWASP Yosys and nextpnr.
+"""Synthesis and place-and-route reports (hwsnn.flow.synth) with the YoWASP Yosys and nextpnr.
 
 The expected numbers are lower bounds worked out from the designs, not copied from a run.
 (The first line keeps Amaranth quiet about the components that the error tests never
@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from hwsnn.errors import HwsnnError, ParameterError
-from hwsnn.synth import (
+from hwsnn.flow.synth import (
     PnrReport,
     SynthReport,
     ToolError,

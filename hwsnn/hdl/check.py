@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from amaranth.sim import Simulator
 
-from .. import golden
-from ..qnet import QNet
+from ..snn import golden
+from ..snn.qnet import QNet
 from .engine import LayerEngine
 from .streams import run_until_done, stream_get, stream_put
 

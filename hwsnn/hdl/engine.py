@@ -39,7 +39,7 @@ from amaranth.hdl import Module, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..qnet import QNet
+from ..snn.qnet import QNet
 from .buffers import RegisteredFIFO, SkidBuffer
 from .datapath import Datapath, Stage
 from .events import PIXEL_BITS, event_signature, pixel_signature, readout_signature

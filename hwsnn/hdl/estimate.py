@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..boards import LOGIC_KINDS
-from ..qnet import PIXEL_BITS, QNet
+from ..snn.qnet import PIXEL_BITS, QNet
 from .events import EventLayout, ReadoutLayout, bits_for
 from .memmap import libmap
 from .plan import DEFAULT_FIFO_DEPTH, EnginePlan, NetworkPlan, reader_depths

@@ -16,7 +16,7 @@ from __future__ import annotations
 from amaranth.hdl import Const, signed, unsigned
 from amaranth.lib import data, stream
 
-from ..qnet import PIXEL_BITS
+from ..snn.qnet import PIXEL_BITS
 
 
 def bits_for(n: int) -> int:

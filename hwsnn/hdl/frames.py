@@ -20,7 +20,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from .. import host
+from ..flow import host
 from .uart import RX_BYTE
 
 COUNTER_BITS = 32

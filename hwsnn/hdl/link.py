@@ -30,8 +30,8 @@ from amaranth.hdl import Module
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .. import host
-from ..qnet import QNet
+from ..flow import host
+from ..snn.qnet import QNet
 from .executor import Executor, RequestSlot
 from .frames import (
     COUNTER_BITS,

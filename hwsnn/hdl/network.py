@@ -32,7 +32,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..qnet import INPUT, QNet
+from ..snn.qnet import INPUT, QNet
 from .buffers import RegisteredFIFO, SkidBuffer
 from .engine import LayerEngine
 from .events import pixel_signature, readout_signature

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ParameterError
-from ..qnet import FORMAT_VERSION, INPUT, QNet, QProjection
-from ..widths import bias_values, mac_eligible, source_levels, widths
+from ..snn.qnet import FORMAT_VERSION, INPUT, QNet, QProjection
+from ..snn.widths import bias_values, mac_eligible, source_levels, widths
 
 __all__ = ["NetworkPlan", "EnginePlan", "ProjectionPlan", "StoreSpec", "mac_eligible",
            "parse_lanes", "lanes_by_population", "describe_lanes", "check_input_lanes",

@@ -25,9 +25,9 @@ import torch
 from amaranth._toolchain.yosys import find_yosys
 from amaranth.back import rtlil
 
-from .. import golden
 from ..errors import HwsnnError, ParameterError
-from ..qnet import PIXEL_BITS, PIXEL_LEVELS, QNet, _atomic_write
+from ..snn import golden
+from ..snn.qnet import PIXEL_BITS, PIXEL_LEVELS, QNet, _atomic_write
 from .network import Network
 from .plan import NetworkPlan
 
@@ -135,7 +135,7 @@ def _fields(layout) -> list[dict]:
 
 
 def example_codes(net: QNet) -> tuple[torch.Tensor, str]:
-    from .. import data
+    from ..frontends import data
     try:
         name = data.shipped_for(tuple(net.input.shape), net.metadata)
         x, _ = data.load_for(tuple(net.input.shape), "test", dataset=name)

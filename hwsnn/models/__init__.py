@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..qcfs import QCFS
+from ..snn.qcfs import QCFS
 
 HERE = Path(__file__).parent
 LEVELS = 4

@@ -15,8 +15,8 @@ from amaranth.sim import Simulator
 from hwsnn.hdl.datapath import Datapath
 from hwsnn.hdl.ops import ACC, SWEEP
 from hwsnn.hdl.plan import EnginePlan
-from hwsnn.qnet import InputSpecQ, QNet, QPopulation, QProjection, validate
-from hwsnn.widths import set_membrane_widths, signed_bits
+from hwsnn.snn.qnet import InputSpecQ, QNet, QPopulation, QProjection, validate
+from hwsnn.snn.widths import set_membrane_widths, signed_bits
 
 
 # -- networks -------------------------------------------------------------------------------

@@ -9,13 +9,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hwsnn import ParameterError, golden
-from hwsnn.convert import convert
+from hwsnn import ParameterError
 from hwsnn.hdl.check import check_engine
 from hwsnn.hdl.engine import LayerEngine
 from hwsnn.hdl.plan import mac_eligible
-from hwsnn.quantize import quantize
-from hwsnn.random_nets import METHODS
+from hwsnn.snn import golden
+from hwsnn.snn.convert import convert
+from hwsnn.snn.quantize import quantize
+from hwsnn.snn.random_nets import METHODS
 
 from .random_nets import limit_qnet, random_codes, random_qnet
 
@@ -141,8 +142,8 @@ def test_readout_partial_sums_beyond_its_membrane_bounds():
     brings −90 and the bias +90, so V is 0 throughout while the engine's sum before the
     bias reaches −720 (hand-worked; a width from V's own bounds wraps it)."""
     from hwsnn.hdl.plan import EnginePlan
-    from hwsnn.qnet import InputSpecQ, QNet, QPopulation, QProjection, validate
-    from hwsnn.widths import set_membrane_widths, signed_bits
+    from hwsnn.snn.qnet import InputSpecQ, QNet, QPopulation, QProjection, validate
+    from hwsnn.snn.widths import set_membrane_widths, signed_bits
 
     def pop(name, kind, weight, bias, theta, source):
         return QPopulation(name, kind, (1,), theta, 1, 8, 8, 0, np.array([bias]),

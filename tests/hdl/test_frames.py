@@ -15,7 +15,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import Out
 from amaranth.sim import Simulator
 
-from hwsnn import host
+from hwsnn.flow import host
 from hwsnn.hdl.frames import (
     _REPLY_CMD,
     K_COMMIT,

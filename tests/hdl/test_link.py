@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
 """The UART host link (hwsnn.hdl.link.HostLink) in amaranth.sim, driven through the
-host-side codec (hwsnn.host) over a simulated serial line, against the golden model."""
+host-side codec (hwsnn.flow.host) over a simulated serial line, against the golden model."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ from amaranth.back import verilog
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
-from hwsnn import golden, host
-from hwsnn.convert import convert
+from hwsnn.flow import host
 from hwsnn.hdl.link import HostLink, crc8_update
 from hwsnn.hdl.network import Network
 from hwsnn.hdl.plan import layout_id
 from hwsnn.hdl.verilog import fingerprint
-from hwsnn.quantize import quantize
+from hwsnn.snn import golden
+from hwsnn.snn.convert import convert
+from hwsnn.snn.quantize import quantize
 
 from .random_nets import random_qnet
 

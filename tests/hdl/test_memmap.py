@@ -8,9 +8,9 @@ from amaranth.hdl import Module
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from hwsnn.flow.synth import synthesize
 from hwsnn.hdl.estimate import RomColumns, rom_columns
 from hwsnn.hdl.memmap import libmap
-from hwsnn.synth import synthesize
 
 
 def test_ecp5_ram_in_lut_ram():

@@ -7,11 +7,11 @@ import pytest
 import torch
 from amaranth.sim import Simulator
 
-from hwsnn import golden
-from hwsnn.convert import convert
 from hwsnn.hdl.network import Network
 from hwsnn.hdl.streams import run_until_done, stream_get, stream_put
-from hwsnn.quantize import quantize
+from hwsnn.snn import golden
+from hwsnn.snn.convert import convert
+from hwsnn.snn.quantize import quantize
 
 from .random_nets import random_qnet
 

@@ -11,8 +11,8 @@ from amaranth.sim import Simulator
 from hwsnn.hdl.neuron import GroupRule, IlifRule, ReadoutRule, neuron_rule
 from hwsnn.hdl.ops import ACC, SWEEP
 from hwsnn.hdl.plan import EnginePlan
-from hwsnn.qnet import InputSpecQ, QNet, QPopulation, QProjection, validate
-from hwsnn.widths import membrane_bounds, set_membrane_widths, signed_bits, stored_bounds
+from hwsnn.snn.qnet import InputSpecQ, QNet, QPopulation, QProjection, validate
+from hwsnn.snn.widths import membrane_bounds, set_membrane_widths, signed_bits, stored_bounds
 
 
 def _net(method, theta, tau, v0, T, n=5, bias=(-7, 9)):

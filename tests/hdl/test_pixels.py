@@ -11,8 +11,8 @@ from amaranth.sim import Simulator
 
 from hwsnn.hdl.pixels import PixelEvents
 from hwsnn.hdl.plan import EnginePlan
-from hwsnn.qnet import InputSpecQ, QNet, QPopulation, QProjection, validate
-from hwsnn.widths import set_membrane_widths, signed_bits
+from hwsnn.snn.qnet import InputSpecQ, QNet, QPopulation, QProjection, validate
+from hwsnn.snn.widths import set_membrane_widths, signed_bits
 
 
 def _pop(name, kind, shape, projs, method):

@@ -11,8 +11,8 @@ from amaranth.sim import Simulator
 
 from hwsnn.hdl.plan import EnginePlan
 from hwsnn.hdl.serializer import EventSerializer, ReadoutSerializer
-from hwsnn.qnet import InputSpecQ, QNet, QPopulation, QProjection, validate
-from hwsnn.widths import set_membrane_widths, signed_bits
+from hwsnn.snn.qnet import InputSpecQ, QNet, QPopulation, QProjection, validate
+from hwsnn.snn.widths import set_membrane_widths, signed_bits
 
 
 def _net(method, shape, tau=1, v0=2, theta=4, classes=3):

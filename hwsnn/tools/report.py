@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import HwsnnError
+from ..errors import HwsnnError
 
 FIGURES = "report"
 
@@ -27,8 +27,8 @@ def _read(path: Path) -> dict | None:
 
 def collect(directory) -> dict:
     """The figures of the page (also what ``--json`` prints)."""
+    from ..snn.qnet import load as load_qnet
     from . import api
-    from .qnet import load as load_qnet
     directory = Path(directory)
     if not (directory / "qnet.json").is_file():
         raise HwsnnError(f"{directory} holds no converted network (qnet.json): run "
@@ -89,7 +89,7 @@ def plots(r: dict, out: Path) -> dict:
     paths["cycles_per_layer"] = f"{FIGURES}/{p.name}"
 
     if r["builds"]:
-        from .build import logic_of
+        from ..flow.build import logic_of
         kinds = ("logic", "ffs", "bram_blocks", "spram_blocks", "dsps")
         fig, ax = plt.subplots(figsize=(6.4, 3.6))
         width = 0.8 / len(r["builds"])
@@ -154,7 +154,7 @@ def markdown(r: dict) -> str:
     lines += ["", f"![cycles per layer]({r['figures']['cycles_per_layer']})", "",
               "## Boards", ""]
     if r["builds"]:
-        from .build import logic_of
+        from ..flow.build import logic_of
         lines += ["| board | fits | logic cells / LUT4s | block RAM | SPRAM | DSP | Fmax (MHz) "
                   "| clock (MHz) | latency (µs) | inferences/s |",
                   "|---|---|---|---|---|---|---|---|---|---|"]

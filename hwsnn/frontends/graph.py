@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-# The image's source name and pixel codes are the QNet's (hwsnn.qnet), under the names the
+# The image's source name and pixel codes are the QNet's (hwsnn.snn.qnet), under the names the
 # float stages use.
-from .qnet import INPUT
-from .qnet import PIXEL_BITS as INPUT_BITS
-from .qnet import PIXEL_LEVELS as INPUT_LEVELS
+from ..snn.qnet import INPUT
+from ..snn.qnet import PIXEL_BITS as INPUT_BITS
+from ..snn.qnet import PIXEL_LEVELS as INPUT_LEVELS
 
 __all__ = ["INPUT", "INPUT_BITS", "INPUT_LEVELS", "Projection", "Activation", "qcfs_float",
            "Population", "InputSpec", "Graph"]

@@ -6,7 +6,7 @@ core; ``scheduler="tcp://HOST:PORT"`` runs the same on an existing cluster, whos
 must have hwsnn (and the simulators or YoWASP tools the work needs) installed and see the
 same file system paths (the conversion directories are read and written by the workers).
 
-    from hwsnn.cluster import map_ordered
+    from hwsnn.tools.cluster import map_ordered
     results = map_ordered(work, items, workers=2, desc="sim")
 
 Results always come back in the order of ``items``, so a run on any number of workers
@@ -24,7 +24,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterable
 
-from .errors import HwsnnError, ParameterError
+from ..errors import HwsnnError, ParameterError
 
 
 class ClusterError(HwsnnError):

@@ -41,8 +41,9 @@ from pathlib import Path
 
 import torch
 
-from . import data, floatsim, golden
-from .errors import HwsnnError, ParameterError
+from ..errors import HwsnnError, ParameterError
+from ..frontends import data
+from ..snn import floatsim, golden
 
 METHODS = (("IF", "if", None), ("IF+shift", "if-shift", None), ("GN(τ=4)", "gn", 4),
            ("ILIF", "ilif", None), ("COS(ρ=8)", "cos", None))
@@ -100,7 +101,7 @@ MNIST_DESIGNS = (
     Design("mnist-cnn", "mnist-cnn", "gn", 2, 4, 8, boards=("ulx3s-85f",), clock="auto"),
 )
 MNIST_SLOW = {("mnist-cnn", "ulx3s-85f")}
-MNIST_RECORDED = Path(__file__).resolve().parents[1] / FIGURES / "mnist_recorded.json"
+MNIST_RECORDED = Path(__file__).resolve().parents[2] / FIGURES / "mnist_recorded.json"
 LINK_SAMPLES = 200
 # Published FPGA SNN figures on MNIST, as their papers give them (not measured here).
 PUBLISHED = (
@@ -117,8 +118,8 @@ def _log(progress: bool, text: str) -> None:
 
 
 def _graph(model: str):
-    from .frontend import trace
-    from .models import BUNDLED
+    from ..frontends.pytorch import trace
+    from ..models import BUNDLED
     x, y = data.load(BUNDLED[model].dataset, "test")
     return trace(BUNDLED[model].load(), x[:2]), x, y
 
@@ -153,9 +154,9 @@ def conversion(model: str, steps=STEPS, methods=METHODS, weight_bits: int = 8,
                data_path: str | None = None) -> dict:
     """Accuracy, MSE, SOPs and ideal cycles of every method and T on ``model``, over the
     test split of its data set or the user's labelled data ``data_path``."""
-    from .convert import convert
-    from .models import BUNDLED
-    from .quantize import quantize
+    from ..models import BUNDLED
+    from ..snn.convert import convert
+    from ..snn.quantize import quantize
     graph, x, y = _graph(model)
     spec = BUNDLED[model]
     if data_path is not None:
@@ -205,9 +206,9 @@ def energy_rows(conv: dict, steps) -> list[dict]:
 
 # -- simulation ----------------------------------------------------------------------------
 def _convert_design(d: Design, directory: Path):
-    from .convert import convert
-    from .models import BUNDLED
-    from .quantize import quantize
+    from ..models import BUNDLED
+    from ..snn.convert import convert
+    from ..snn.quantize import quantize
     graph, _, _ = _graph(d.model)
     net = quantize(convert(graph, method=d.method, timesteps=d.timesteps,
                            group_size=d.group_size, progress=False))
@@ -220,8 +221,8 @@ def _convert_design(d: Design, directory: Path):
 
 def simulation(d: Design, samples: int, work: Path, simulator: str = "verilator") -> dict:
     """Write the design's Verilog, simulate ``samples`` test images, compare."""
-    from .hdl import verilog
-    from .sim.run import simulate
+    from ..hdl import verilog
+    from ..sim.run import simulate
     directory = work / d.name
     directory.mkdir(parents=True, exist_ok=True)
     net = _convert_design(d, directory)
@@ -240,8 +241,8 @@ def simulation(d: Design, samples: int, work: Path, simulator: str = "verilator"
 
 # -- boards ------------------------------------------------------------------------------------
 def board_build(d: Design, board_name: str, work: Path) -> dict:
-    from . import boards
-    from .build import build
+    from .. import boards
+    from ..flow.build import build
     directory = work / f"{d.name}-{board_name}"
     directory.mkdir(parents=True, exist_ok=True)
     _convert_design(d, directory)
@@ -296,7 +297,7 @@ def mnist(work: Path, boards: bool = True, slow_boards: bool = False,
             row = board_build(d, b, work)
             out["boards"].append(row)
             if d.name == "mnist-mlp":
-                from .sim.link_run import link_throughput
+                from ..sim.link_run import link_throughput
                 _log(progress, f"bench: its link end to end, {link_samples} MNIST images "
                      "in Verilator")
                 out["link"] = link_throughput(row["directory"], b, link_samples, 20,
@@ -518,7 +519,8 @@ def design_space(model: str, board_name: str, max_accuracy_drop: float, figures:
                  **search) -> dict:
     """``hwsnn explore`` without the pick: its Pareto front, counts and plot (``search``:
     a narrower space for ``explore.search``)."""
-    from . import boards, explore
+    from .. import boards
+    from ..flow import explore
     r = explore.search(model, boards.get(board_name), max_accuracy_drop=max_accuracy_drop,
                        progress=False, **search)
     path = explore.plot(r, figures / f"explore_{model}_{board_name}.png")
@@ -533,9 +535,9 @@ def many_steps(model: str = "digits-cnn", steps=(8, 12, 16), weight_bits: int = 
     """ILIF at many time steps with ``weight_bits``-bit weights: float SNN against the
     integer golden model, and the weight shift that keeps the first layer's weights
     (one count of it is worth θ/(2^T − 1)) from clipping."""
-    from .convert import convert
-    from .models import BUNDLED
-    from .quantize import quantize
+    from ..models import BUNDLED
+    from ..snn.convert import convert
+    from ..snn.quantize import quantize
     graph, x, y = _graph(model)
     cx, _ = data.load(BUNDLED[model].dataset, "train")
     rows = []
@@ -556,7 +558,7 @@ def many_steps(model: str = "digits-cnn", steps=(8, 12, 16), weight_bits: int = 
 
 def exactness(engines: int, networks: int, progress: bool, workers: int | None = None,
                scheduler: str | None = None) -> dict:
-    """Random networks through the engines and whole in Verilator (``hwsnn.exactness``,
+    """Random networks through the engines and whole in Verilator (``hwsnn.tools.exactness``,
     on Dask workers); keeps the failing cases only."""
     from . import exactness as ex
     out = {}
@@ -585,7 +587,7 @@ LINK_FUZZ = (("digits-mlp", 10_000), ("digits-mlp-spram", 10_000))  # design, ba
 def link_fuzz(designs, work: Path, seed: int = 2024) -> list[dict]:
     """The UART host link in Verilator under random, truncated and corrupted frames through
     the real host client (``sim.link_run.run_fuzz``), ``designs``: (name, bad frames)."""
-    from .sim.link_run import FUZZ_DESIGNS, build_fuzz, fuzz_design, run_fuzz
+    from ..sim.link_run import FUZZ_DESIGNS, build_fuzz, fuzz_design, run_fuzz
     rows = []
     for name, bad in designs:
         net, kw = fuzz_design(name)
@@ -603,7 +605,7 @@ def link_fuzz(designs, work: Path, seed: int = 2024) -> list[dict]:
 def fault_injection(work: Path, faults: int, tops=None) -> dict:
     """One weight zeroed at a time in every population of the bundled designs, each caught
     and located by ``hwsnn sim --verilog`` (``sim.faults.inject``)."""
-    from .sim.faults import inject
+    from ..sim.faults import inject
     r = inject(work / "faults", faults=faults, tops=tops)
     r.pop("rows")
     return r
@@ -611,8 +613,8 @@ def fault_injection(work: Path, faults: int, tops=None) -> dict:
 
 def throughput(model: str = "digits-cnn", timesteps: int = 4, repeats: int = 3) -> dict:
     """Batched golden model against the per-step float simulator, one thread."""
-    from .convert import convert
-    from .quantize import quantize
+    from ..snn.convert import convert
+    from ..snn.quantize import quantize
     graph, x, _ = _graph(model)
     snn = convert(graph, method="gn", timesteps=timesteps, group_size=4, progress=False)
     net = quantize(snn)
@@ -637,7 +639,7 @@ def throughput(model: str = "digits-cnn", timesteps: int = 4, repeats: int = 3) 
 
 
 # -- the run ---------------------------------------------------------------------------------
-RANDOM_ENGINES, RANDOM_NETWORKS = 2000, 200  # networks per full run (hwsnn.exactness)
+RANDOM_ENGINES, RANDOM_NETWORKS = 2000, 200  # networks per full run (hwsnn.tools.exactness)
 
 
 def _shape_text(shape) -> str:
@@ -651,7 +653,7 @@ def conversion_models(models=None, data_path: str | None = None,
     ``quick``), else, with ``data_path``, every bundled model that takes its inputs (the
     first with ``quick``). The user's data is read and checked here, before anything is
     written: its shape, and its values against the bundled models' input range [0, 1]."""
-    from .models import BUNDLED
+    from ..models import BUNDLED
     for m in models or ():
         if m not in BUNDLED:
             raise ParameterError(f"--model {m!r}: choose a bundled model "
@@ -693,7 +695,7 @@ def run(out=".", *, quick: bool = False, boards: bool = True, progress: bool = T
     (a smoke run: minutes, not the full figures). ``models``: the bundled models of the
     conversion section; ``data_path``: the user's labelled test data that section is
     measured on (see ``conversion_models``). The random networks and the board builds
-    fan out over Dask workers (``hwsnn.cluster``: a local cluster of ``workers``
+    fan out over Dask workers (``hwsnn.tools.cluster``: a local cluster of ``workers``
     processes, default one per core, or the cluster at ``scheduler``); the figures are
     the same, in the same order, as one after another (``workers=1``), but for the
     sweep's wall time. The designs' simulations stay one after another: their samples/s
@@ -933,7 +935,7 @@ def markdown(r: dict, scale_path: Path | None = None) -> str:
                   f"latency at {x['clock_mhz']:g} MHz and logic:", "",
                   "| point | accuracy % | cycles | latency (ms) | LUTs / cells (est.) | "
                   "block RAM | SPRAM |", "|---|---|---|---|---|---|---|"]
-        from .explore import Point
+        from ..flow.explore import Point
         for p in x["front"]:
             lines.append(f"| {Point(**p).label()} | {_pct(p['accuracy'])} | "
                          f"{p['latency_cycles']:,.0f} | {p['latency_us'] / 1000:.2f} | "
@@ -946,7 +948,7 @@ def markdown(r: dict, scale_path: Path | None = None) -> str:
         lines += ["| design | board | fits | LUTs / cells | flip-flops | block RAM | SPRAM | "
                   "DSP | Fmax (MHz) | clock (MHz) | latency (µs) | at Fmax (µs) |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        from .build import logic_of
+        from ..flow.build import logic_of
         for b in r["boards"]:
             res = {**b["resources"], "logic": logic_of(b["resources"])}
 
@@ -991,7 +993,7 @@ def markdown(r: dict, scale_path: Path | None = None) -> str:
               f"the batched integer golden model runs **{t['golden_samples_per_s']:,.0f}** "
               f"samples/s, the per-step float SNN simulator {t['float_samples_per_s']:,.0f}: "
               f"**{t['ratio']:.1f}×** (measured in the same run).", ""]
-    lines += _scale_md(scale_path or Path(__file__).resolve().parents[1] / FIGURES /
+    lines += _scale_md(scale_path or Path(__file__).resolve().parents[2] / FIGURES /
                        SCALE_JSON)
     return "\n".join(lines)
 
@@ -1060,13 +1062,13 @@ def _exactness_md(e: dict | None) -> list[str]:
     if not e:
         return []
     lines = ["## Exactness at scale: random networks", "",
-             "Random QNets (`hwsnn.random_nets`: the classic draws, and draws at the limits: "
+             "Random QNets (`hwsnn.snn.random_nets`: the classic draws, and draws at the limits: "
              "one neuron or channel, more neurons than lanes, thresholds of 2 and far beyond "
              "any input, group sizes up to 8, V0 beyond Θ, biases that fire every step, "
              "never, or cancel the largest input, 2- to 16-bit weights, shifted weights, "
              "widths exactly at their bounds; dense, convolutions with stride and padding, "
              "residual pairs; every method), each named by its seed "
-             "(`python -m hwsnn.exactness`).", "",
+             "(`python -m hwsnn.tools.exactness`).", "",
              "| check | networks | classic / at the limits | failed | with a refused "
              "population | lanes | with the MAC input stage | time (processes) |",
              "|---|---|---|---|---|---|---|---|"]

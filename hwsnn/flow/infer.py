@@ -20,11 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data, golden, host
-from .errors import HwsnnError
-from .hdl.verilog import fingerprint
-from .qnet import QNet
-from .qnet import load as load_qnet
+from ..errors import HwsnnError
+from ..frontends import data
+from ..hdl.verilog import fingerprint
+from ..snn import golden
+from ..snn.qnet import QNet
+from ..snn.qnet import load as load_qnet
+from . import host
 
 
 class GoldenDevice:
@@ -92,7 +94,7 @@ def stores_for(directory, net: QNet, ident: host.Identity) -> list:
     the board reports."""
     import json
 
-    from .hdl.plan import NetworkPlan, layout_id
+    from ..hdl.plan import NetworkPlan, layout_id
     seen = []
     for report in sorted(Path(directory).glob("build/*/report.json")):
         try:

@@ -1,7 +1,7 @@
 """The Python API: load a model, convert it, evaluate a conversion.
 
     import hwsnn
-    conv = hwsnn.convert(model, example_input, method="gn", group_size=4, timesteps=2)
+    conv = hwsnn.snn.convert(model, example_input, method="gn", group_size=4, timesteps=2)
     conv.save("build/cnn")
     report = hwsnn.evaluate("build/cnn")
 """
@@ -21,16 +21,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import data, floatsim, golden
-from .convert import DEFAULT_PERCENTILE, SNN, load_snn, save_snn
-from .convert import convert as convert_graph
-from .errors import CheckpointError, HwsnnError, ParameterError
-from .frontend import trace, trace_export
-from .graph import Graph
-from .models import BUNDLED
-from .qnet import QNet, write_directory
-from .qnet import load as load_qnet
-from .quantize import DEFAULT_MAX_MEMBRANE_BITS, DEFAULT_WEIGHT_BITS, quantize
+from ..errors import CheckpointError, HwsnnError, ParameterError
+from ..frontends import data
+from ..frontends.graph import Graph
+from ..frontends.pytorch import trace, trace_export
+from ..models import BUNDLED
+from ..snn import floatsim, golden
+from ..snn.convert import DEFAULT_PERCENTILE, SNN, load_snn, save_snn
+from ..snn.convert import convert as convert_graph
+from ..snn.qnet import QNet, write_directory
+from ..snn.qnet import load as load_qnet
+from ..snn.quantize import DEFAULT_MAX_MEMBRANE_BITS, DEFAULT_WEIGHT_BITS, quantize
 
 __version__ = "0.1.0"
 
@@ -208,7 +209,7 @@ class Conversion:
         ``directory`` must be new, empty, or hold a network hwsnn wrote: then its network
         files are replaced, anything else in it is kept, and hwsnn's own outputs made from
         the previous network (Verilog, simulation and build results, the report) are
-        removed and appended to ``removed`` (see ``hwsnn.outdir``)."""
+        removed and appended to ``removed`` (see ``hwsnn.tools.outdir``)."""
         def write(tmp: Path):
             self.qnet.save(tmp)
             save_snn(self.snn, tmp)
@@ -227,7 +228,7 @@ def convert(model, example_input: torch.Tensor | None = None, *, method: str = "
     """Convert a trained model (``nn.Module`` or ``torch.export`` program) to a QNet.
 
     ``example_input`` is one batch of inputs (needed for an ``nn.Module``). See
-    ``hwsnn.convert.convert`` for the method options and ``hwsnn.quantize.quantize`` for
+    ``hwsnn.snn.convert.convert`` for the method options and ``hwsnn.snn.quantize.quantize`` for
     the widths. ``calibration`` (raw inputs) drives threshold balancing of ReLU layers.
     """
     if isinstance(model, torch.export.ExportedProgram):
@@ -317,7 +318,7 @@ def evaluate(directory=None, *, snn: SNN | None = None, qnet: QNet | None = None
     if directory is not None:
         snn, qnet = load_conversion(directory)
     if isinstance(lanes, str | dict):  # lanes per population: checked before any work
-        from .hdl.plan import lanes_by_population, parse_lanes
+        from ..hdl.plan import lanes_by_population, parse_lanes
         lanes = parse_lanes(lanes)
         if isinstance(lanes, dict):
             lanes_by_population(qnet, lanes)

@@ -1,6 +1,6 @@
 """The bundled example designs whose Verilog is kept in the repository's ``rtl/``.
 
-    python -m hwsnn.examples rtl      # regenerate (also: make rtl)
+    python -m hwsnn.tools.examples rtl      # regenerate (also: make rtl)
 
 A test regenerates them and fails when ``rtl/`` is stale. (This module converts the
 bundled models, so it lives outside ``hwsnn.hdl``, which reads only QNets.)
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from .convert import convert
-from .frontend import trace
-from .hdl import verilog
-from .models import BUNDLED
-from .quantize import quantize
+from ..frontends.pytorch import trace
+from ..hdl import verilog
+from ..models import BUNDLED
+from ..snn.convert import convert
+from ..snn.quantize import quantize
 
 # top name → (model, method, T, τ, lanes)
 EXAMPLES = {

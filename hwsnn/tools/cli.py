@@ -29,11 +29,12 @@ from pathlib import Path
 
 import torch
 
-from . import api, data, outdir
-from .convert import DEFAULT_PERCENTILE, METHODS
-from .errors import HwsnnError
-from .models import BUNDLED
-from .quantize import DEFAULT_MAX_MEMBRANE_BITS, DEFAULT_WEIGHT_BITS
+from ..errors import HwsnnError
+from ..frontends import data
+from ..models import BUNDLED
+from ..snn.convert import DEFAULT_PERCENTILE, METHODS
+from ..snn.quantize import DEFAULT_MAX_MEMBRANE_BITS, DEFAULT_WEIGHT_BITS
+from . import api, outdir
 
 
 def _floats(text: str, what: str) -> list[float]:
@@ -107,7 +108,7 @@ def _input_options(args) -> tuple[tuple[float, ...], tuple | None]:
 
 
 def _do_convert_nir(args):
-    from . import nir_io
+    from ..frontends import nir_io
     input_range, normalize = _input_options(args)
     conv = nir_io.load(args.model, timesteps=args.timesteps, reset=args.nir_reset,
                        threshold=args.nir_threshold, v0=args.nir_v0, lif=args.nir_lif,
@@ -230,8 +231,8 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # a NIR file is HDF5
 
 
 def cmd_export_nir(args) -> int:
-    from . import nir_io
-    from .qnet import load as load_qnet
+    from ..frontends import nir_io
+    from ..snn.qnet import load as load_qnet
     qnet = load_qnet(args.directory)
     path = outdir.check_file(args.output, f"-o {args.output}", signature=HDF5_SIGNATURE)
     outdir.write_file(path, lambda tmp: nir_io.write(qnet, tmp))
@@ -286,12 +287,12 @@ def _lanes(text):
     """``--lanes`` of every command: ``N`` for every engine, or ``fc1=8,fc2=1`` per
     population (the populations not named get 1); checked against the network by
     ``hdl.plan.NetworkPlan`` (``lanes_by_population``)."""
-    from .hdl.plan import parse_lanes
+    from ..hdl.plan import parse_lanes
     return parse_lanes(text)
 
 
 def _describe_lanes(lanes) -> str:
-    from .hdl.plan import describe_lanes
+    from ..hdl.plan import describe_lanes
     return describe_lanes(lanes)
 
 
@@ -309,7 +310,7 @@ def _clock(text):
 
 def _check_design_files(directory, top: str) -> None:
     """Refuse to write ``rtl/TOP.*`` over files that are not an hwsnn design."""
-    from .hdl.verilog import RTL_DIR, check_top_name
+    from ..hdl.verilog import RTL_DIR, check_top_name
     check_top_name(top)
     rtl = outdir.check_place(Path(directory) / RTL_DIR, f"{directory}/{RTL_DIR}")
     files = [rtl / f"{top}{ext}" for ext in (".v", ".json", ".md")]
@@ -327,15 +328,15 @@ def _check_design_files(directory, top: str) -> None:
 
 def _check_writes_in(directory, sub: str) -> None:
     """The network directory must hold a network, and ``directory/sub`` be writable."""
-    from .qnet import load as load_qnet
+    from ..snn.qnet import load as load_qnet
     load_qnet(directory)
     outdir.check_place(Path(directory) / sub, f"{directory}/{sub}")
 
 
 def cmd_verilog(args) -> int:
-    from .hdl import verilog
-    from .hdl.plan import NetworkPlan
-    from .qnet import load as load_qnet
+    from ..hdl import verilog
+    from ..hdl.plan import NetworkPlan
+    from ..snn.qnet import load as load_qnet
     net = load_qnet(args.directory)
     if args.queue_depth is not None and args.queue_depth < 4:
         raise HwsnnError(f"--queue-depth {args.queue_depth}: give at least 4")
@@ -356,7 +357,7 @@ def cmd_verilog(args) -> int:
              + "debug taps "
              f"{'on' if obj['taps'] else 'off'}"]
     if args.lint:
-        from .sim.run import lint
+        from ..sim.run import lint
         obj["lint"] = lint(desc["files"]["verilog"], desc["top"])
         warn = obj["lint"]["warnings"]
         lines.append(f"verilator --lint-only -Wall: {len(obj['lint']['errors'])} errors, "
@@ -409,7 +410,7 @@ def _sim_text(r: dict) -> str:
 
 def _check_sim_outputs(directory) -> None:
     """sim writes DIR/sim/SIMULATOR, and the Verilog first when DIR/rtl holds none."""
-    from .hdl.verilog import DEFAULT_TOP, RTL_DIR
+    from ..hdl.verilog import DEFAULT_TOP, RTL_DIR
     _check_writes_in(directory, "sim")
     if not list((Path(directory) / RTL_DIR).glob("*.json")):
         _check_design_files(directory, DEFAULT_TOP)
@@ -432,8 +433,8 @@ _SIM_SERIAL_ONLY = (("waves", "--waves"), ("verilog", "--verilog"), ("lanes", "-
 
 
 def cmd_sim(args) -> int:
-    from .errors import ParameterError
-    from .sim.run import simulate
+    from ..errors import ParameterError
+    from ..sim.run import simulate
     dirs = args.directory
     for d in dirs:
         _check_sim_outputs(d)
@@ -450,7 +451,7 @@ def cmd_sim(args) -> int:
                              "with waves)")
     if not asked and not serial_only and (samples == "all" or (
             isinstance(samples, int) and samples > args.shard_size)):
-        from .sim.regress import SERIAL_SECONDS, expected_seconds, resolve_samples, split_size
+        from ..sim.regress import SERIAL_SECONDS, expected_seconds, resolve_samples, split_size
         samples = resolve_samples(samples, args.offset, split_size(dirs[0], args.data))
         # Shards on a local cluster only when the run is long enough to gain from them.
         asked = samples > args.shard_size and expected_seconds(
@@ -459,7 +460,7 @@ def cmd_sim(args) -> int:
     if asked:
         return _sim_regress(args, dirs, samples)
     if samples == "all":
-        from .sim.regress import resolve_samples, split_size
+        from ..sim.regress import resolve_samples, split_size
         samples = resolve_samples(samples, args.offset, split_size(dirs[0], args.data))
     report = simulate(dirs[0], simulator=args.simulator, samples=samples,
                       top=args.top, lanes=_sim_lanes(args.lanes) if args.lanes else None,
@@ -484,7 +485,7 @@ def _sim_lanes(text) -> int:
 
 def _sim_regress(args, dirs, samples) -> int:
     """``hwsnn sim`` in shards on Dask workers (hwsnn.sim.regress)."""
-    from .sim.regress import regress, summary_line
+    from ..sim.regress import regress, summary_line
     r = regress(dirs, simulator=args.simulator, samples=samples, offset=args.offset,
                 shard_size=args.shard_size, scheduler=args.scheduler, workers=args.workers,
                 progress=not args.json, data_path=args.data, stall=args.stall,
@@ -500,7 +501,7 @@ def _sim_regress(args, dirs, samples) -> int:
 
 
 def cmd_boards(args) -> int:
-    from . import boards
+    from .. import boards
     found = boards.all_boards().values()
     rows = [{"name": b.name, "title": b.title, "family": b.device.family,
              "device": b.device.name, "clock_mhz": b.clock_mhz,
@@ -515,7 +516,7 @@ def cmd_boards(args) -> int:
 
 
 def _resource_lines(resources: dict, estimated: bool) -> list[str]:
-    from .build import RESOURCE_NAMES as names
+    from ..flow.build import RESOURCE_NAMES as names
     lines = [f"  {'resource':13s} {'used':>7s} {'available':>9s}"
              + ("   (estimate)" if estimated else "   (placed)")]
     for kind, v in resources.items():
@@ -542,8 +543,8 @@ def _input_lanes_arg(s) -> None:
 
 
 def cmd_build(args) -> int:
-    from . import boards
-    from .build import build, describe_lanes
+    from .. import boards
+    from ..flow.build import build, describe_lanes
     board = boards.get(args.board)
     if not args.check_only:
         _check_writes_in(args.directory, f"build/{board.name}")
@@ -609,7 +610,8 @@ def _check_plot(path, option: str) -> Path:
 
 
 def cmd_explore(args) -> int:
-    from . import boards, explore
+    from .. import boards
+    from ..flow import explore
     board = boards.get(args.board)
     plot = _check_plot(args.plot or f"explore-{args.model}-{board.name}.png",
                        "--plot" if args.plot else "the plot")
@@ -686,7 +688,7 @@ def cmd_flash(args) -> int:
     import subprocess
     from pathlib import Path
 
-    from . import boards
+    from .. import boards
     board = boards.get(args.board)
     bit = Path(args.directory) / "build" / board.name / f"hwsnn_board.{board.bitstream_ext}"
     if not bit.is_file() and not args.dry_run:
@@ -712,8 +714,8 @@ def cmd_flash(args) -> int:
 
 def _check_not_stale(directory, bit: Path) -> None:
     """Refuse a bitstream built from another network than the one in ``directory``."""
-    from .hdl.verilog import fingerprint
-    from .qnet import load as load_qnet
+    from ..hdl.verilog import fingerprint
+    from ..snn.qnet import load as load_qnet
     try:
         made_from = json.loads((bit.parent / "report.json").read_text()).get("qnet_sha256")
     except (OSError, ValueError, AttributeError):
@@ -725,7 +727,7 @@ def _check_not_stale(directory, bit: Path) -> None:
 
 
 def cmd_infer(args) -> int:
-    from .infer import infer
+    from ..flow.infer import infer
     r = infer(args.directory, args.port, baud=args.baud, samples=args.samples,
               offset=args.offset, images=args.images, timeout=args.timeout,
               progress=not args.json, data_path=args.data)
@@ -746,8 +748,8 @@ def cmd_infer(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .hdl import verilog
-    from .sim.run import simulate
+    from ..hdl import verilog
+    from ..sim.run import simulate
     lanes = _lanes(args.lanes)
     out = args.output or tempfile.mkdtemp(prefix="hwsnn-demo-")
     ns = argparse.Namespace(
@@ -775,7 +777,7 @@ def cmd_demo(args) -> int:
 
 
 def verilog_defaults():
-    from .hdl.verilog import DEFAULT_LANES, DEFAULT_TOP
+    from ..hdl.verilog import DEFAULT_LANES, DEFAULT_TOP
     return DEFAULT_LANES, DEFAULT_TOP
 
 

@@ -23,8 +23,8 @@ int, a dict or a ``hdl.plan.NetworkPlan``):
   computes it with multipliers instead: ceil(N/M) passes over the non-zero pixels, each
   pass two cycles longer (bias in, currents out).
 
-The golden model reads only the QNet (``hwsnn.qnet``) and the rules derived from it
-(``hwsnn.widths``).
+The golden model reads only the QNet (``hwsnn.snn.qnet``) and the rules derived from it
+(``hwsnn.snn.widths``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .errors import ShapeError
+from ..errors import ShapeError
 from .qnet import INPUT, PIXEL_BITS, PIXEL_LEVELS, QNet, QPopulation, QProjection
 from .widths import mac_input
 
@@ -200,7 +200,7 @@ def _check_codes(net: QNet, codes: torch.Tensor) -> torch.Tensor:
                          f"[batch, {', '.join(map(str, shape))}]")
     if codes.dtype.is_floating_point:
         raise ShapeError(f"the golden model takes integer input codes 0..{PIXEL_LEVELS}; "
-                         "quantize float images with hwsnn.golden.encode(net, images)")
+                         "quantize float images with hwsnn.snn.golden.encode(net, images)")
     codes = codes.to(torch.int64)
     if codes.numel() and (codes.min() < 0 or codes.max() > PIXEL_LEVELS):
         raise ShapeError(f"input codes must lie in 0..{PIXEL_LEVELS}")
@@ -229,7 +229,7 @@ def run(net: QNet, codes: torch.Tensor, *, lanes: int | dict[str, int] = 1,
     if plan is not None:
         lanes, input_lanes = dict(plan.lanes), plan.input_lanes
     if isinstance(lanes, dict):
-        from .hdl.plan import lanes_by_population  # (the one check of lanes per population)
+        from ..hdl.plan import lanes_by_population  # (the one check of lanes per population)
         lanes_of = lanes_by_population(net, lanes)
     elif isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
         raise ValueError(f"Lane count must be a positive integer, not {lanes!r}")

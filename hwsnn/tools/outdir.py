@@ -25,7 +25,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import HwsnnError
+from ..errors import HwsnnError
 
 # Written in this order: qnet.json, which marks a network, last.
 NETWORK_FILES = ("qnet.npz", "snn.json", "snn.npz", "qnet.json")
@@ -278,8 +278,8 @@ def _fingerprint(directory: Path) -> str | None:
     """The QNet fingerprint (``hdl.verilog.fingerprint``) of a directory, or None."""
     if not (directory / MARKER).is_file():
         return None
-    from .hdl.verilog import fingerprint
-    from .qnet import load
+    from ..hdl.verilog import fingerprint
+    from ..snn.qnet import load
     try:
         return fingerprint(load(directory))
     except HwsnnError:
@@ -304,7 +304,7 @@ def stale_outputs(directory, fingerprint: str | None, *,
         if made_from != fingerprint:
             found += [p for p in (desc.with_suffix(".v"), desc, desc.with_suffix(".md"))
                       if p.is_file()]
-    from .build import NAME
+    from ..flow.build import NAME
     for report in sorted(directory.glob("build/*/report.json")):
         try:
             made_from = json.loads(report.read_text()).get("qnet_sha256")

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .errors import CheckpointError, ParameterError
-from .graph import Activation, Graph, InputSpec, Population, Projection
+from ..errors import CheckpointError, ParameterError
+from ..frontends.graph import Activation, Graph, InputSpec, Population, Projection
 
 METHODS = ("if", "if-shift", "gn", "ilif", "cos")
 MAX_TIMESTEPS = 256

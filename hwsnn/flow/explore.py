@@ -15,7 +15,7 @@ front point into a directory, builds it (place and route has the last word: a po
 that does not fit or meet the clock gives way to the next one), and simulates it
 against the golden model.
 
-Both fan out over Dask workers (``hwsnn.cluster``; ``--workers N``, ``--scheduler
+Both fan out over Dask workers (``hwsnn.tools.cluster``; ``--workers N``, ``--scheduler
 ADDR``): the conversions' estimates, and the pick's builds, every front point at once in
 its own directory, fastest first; the first in front order that builds and meets the
 clock wins as soon as every faster one has failed, and the slower ones are stopped. The
@@ -31,8 +31,9 @@ from pathlib import Path
 
 import torch
 
-from . import data, golden
-from .errors import HwsnnError, ParameterError
+from ..errors import HwsnnError, ParameterError
+from ..frontends import data
+from ..snn import golden
 
 METHODS = (("if", None), ("gn", 2), ("gn", 4), ("ilif", None))
 STEPS = (1, 2, 4)
@@ -90,7 +91,7 @@ def _log(progress, text):
 
 def _test_data(model: str, data_path: str | None):
     """The bundled model's traced graph and the test data (x, y) it is measured on."""
-    from .models import BUNDLED
+    from ..models import BUNDLED
     spec = BUNDLED[model]
     graph = _graph_of(model)
     key = (model, data_path)
@@ -110,10 +111,10 @@ def _estimate(job: tuple) -> dict:
     """One conversion (method, τ, T, weight bits) of the design space: its accuracy, and
     every lane count and queue depth it fits the board with (a worker reads the data and
     traces the model itself, once)."""
+    from ..hdl.plan import NetworkPlan, mac_eligible
+    from ..snn.convert import convert
+    from ..snn.quantize import quantize
     from .build import fit_check_plan
-    from .convert import convert
-    from .hdl.plan import NetworkPlan, mac_eligible
-    from .quantize import quantize
     model, board, data_path, floor, method, tau, t, wb, lanes, queues = job
     graph, (x, y) = _test_data(model, data_path)
     net = quantize(convert(graph, method=method, timesteps=t, group_size=tau,
@@ -161,10 +162,10 @@ def search(model: str, board, *, max_accuracy_drop: float = 1.0, progress: bool 
     model's own test split; the result's ``data`` says which.
 
     Each conversion (method, τ, T, weight bits) is estimated here one after another, or,
-    with ``workers`` (more than 1) or ``scheduler``, on Dask workers (``hwsnn.cluster``;
+    with ``workers`` (more than 1) or ``scheduler``, on Dask workers (``hwsnn.tools.cluster``;
     they read ``data_path`` themselves): the same result, in the same order."""
-    from .cluster import check_workers, map_ordered
-    from .models import BUNDLED
+    from ..models import BUNDLED
+    from ..tools.cluster import check_workers, map_ordered
     if model not in BUNDLED:
         raise ParameterError(f"explore takes a bundled model ({', '.join(sorted(BUNDLED))}), "
                              f"not {model!r}")
@@ -262,8 +263,8 @@ _GRAPHS: dict = {}  # model -> its traced graph (one trace per process)
 
 
 def _graph_of(model: str):
-    from .frontend import trace
-    from .models import BUNDLED
+    from ..frontends.pytorch import trace
+    from ..models import BUNDLED
     if model not in _GRAPHS:
         spec = BUNDLED[model]
         _GRAPHS[model] = trace(spec.load(), torch.zeros(2, *spec.input_shape))
@@ -285,10 +286,10 @@ def build_candidate(spec: dict) -> dict:
     and build it for ``spec["board"]`` (at ``spec["clock"]``): ``{"ok": True, "built":
     ...}`` when it fits and meets the clock, else ``{"ok": False, "failure": text}`` with
     the text a pick lists among the points it passed over."""
+    from ..models import BUNDLED
+    from ..snn.convert import convert, save_snn
+    from ..snn.quantize import quantize
     from .build import FitError, build
-    from .convert import convert, save_snn
-    from .models import BUNDLED
-    from .quantize import quantize
     pt, board, directory = Point(**spec["point"]), spec["board"], Path(spec["directory"])
     directory.mkdir(parents=True, exist_ok=True)
     snn = convert(_graph_of(spec["model"]), method=pt.method, timesteps=pt.timesteps,
@@ -353,7 +354,7 @@ def _candidate_task(spec: dict) -> dict:
     log = directory / "candidate.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from hwsnn.explore import _candidate_main; "
+            [sys.executable, "-c", "import sys; from hwsnn.flow.explore import _candidate_main; "
              "sys.exit(_candidate_main(sys.argv[1]))", str(spec_path)],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
@@ -392,7 +393,7 @@ def _missing_build_tools() -> list[str]:
 def require_build_tools(c) -> None:
     """Refuse (``ClusterError``) when a worker of client ``c`` lacks hwsnn or a tool of the
     board flow, naming the worker and the tool."""
-    from .cluster import ClusterError
+    from ..tools.cluster import ClusterError
     try:
         found = c.run(_missing_build_tools)
     except Exception as exc:  # noqa: BLE001 - e.g. a worker without hwsnn installed
@@ -415,7 +416,7 @@ def _first_success(specs: list[dict], scheduler, workers, progress: bool) -> tup
 
     from dask.distributed import Event, as_completed, wait
 
-    from .cluster import _bar, client
+    from ..tools.cluster import _bar, client
     n = len(specs)
     status: list = [None] * n
     with client(scheduler, workers) as c:
@@ -488,7 +489,7 @@ def choose(result: dict, board, directory, *, progress: bool = True,
     the points passed over with why), the winner's files in ``directory``."""
     import shutil
 
-    from .cluster import check_workers
+    from ..tools.cluster import check_workers
     check_workers(workers)
     if not result["front"]:
         raise HwsnnError(f"nothing to pick: no point fits {board.title} within "
@@ -541,16 +542,16 @@ def pick(result: dict, board, directory, *, samples: int = 20, progress: bool = 
     measured on (the build's latency and the simulated samples come from it), else the
     model's own test split.
 
-    The candidates build on Dask workers (``hwsnn.cluster``: a local cluster of
+    The candidates build on Dask workers (``hwsnn.tools.cluster``: a local cluster of
     ``workers`` processes, default one per core, or the cluster at ``scheduler``), each
     in DIR/candidates/<n>-<point>, in front order; the first in front order that builds
     and meets the clock wins as soon as every one before it has failed (the later ones
     are stopped), and its files become DIR's: the same answer as one after another
     (``workers=1``, or a front of one point, builds here in DIR itself). The winner is
     simulated here."""
-    from .hdl import verilog
-    from .qnet import load
-    from .sim.run import simulate
+    from ..hdl import verilog
+    from ..sim.run import simulate
+    from ..snn.qnet import load
     winner, built, failures = choose(result, board, directory, progress=progress,
                                      data_path=data_path, clock=clock, scheduler=scheduler,
                                      workers=workers)

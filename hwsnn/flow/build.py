@@ -8,7 +8,7 @@ amaranth-boards platform builds the board top (the network behind the UART host 
 ``hdl.link``) with the YoWASP tools, and the report gives the post-route utilisation
 (logic, flip-flops, memories and DSPs as nextpnr placed them) and Fmax, and the latency
 and throughput of one inference at the clock: the board's oscillator, or with ``--clock
-MHZ|auto`` a PLL output (``hwsnn.pll``; ``auto`` builds twice, the second time near the
+MHZ|auto`` a PLL output (``hwsnn.flow.pll``; ``auto`` builds twice, the second time near the
 first one's Fmax).
 """
 
@@ -25,13 +25,13 @@ from amaranth.hdl import ClockDomain, Elaboratable, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from . import golden
-from .errors import HwsnnError, ParameterError
-from .hdl.plan import NetworkPlan, parse_lanes
-from .hdl.plan import describe_lanes as describe_lanes
-from .hdl.plan import lanes_by_population as lanes_by_population
+from ..errors import HwsnnError, ParameterError
+from ..hdl.plan import NetworkPlan, parse_lanes
+from ..hdl.plan import describe_lanes as describe_lanes
+from ..hdl.plan import lanes_by_population as lanes_by_population
+from ..snn import golden
+from ..snn.qnet import QNet
 from .pll import BoardPll, pll_setting
-from .qnet import QNet
 from .synth import find_script, replaced_environ
 
 # amaranth's build scripts name their tools by these variables; the YoWASP console
@@ -64,7 +64,7 @@ BAUD_TOLERANCE = 0.01  # the link's own rate error allowed when hwsnn picks the 
 def baud_fits(clock_mhz: float, baud: int, tolerance: float = BAUD_TOLERANCE) -> bool:
     """Whether a ``clock_mhz`` clock makes ``baud`` (divisor at least 4) within
     ``tolerance``."""
-    from .hdl.link import MIN_DIVISOR
+    from ..hdl.link import MIN_DIVISOR
     divisor = int(clock_mhz * 1e6 // baud)
     return divisor >= MIN_DIVISOR and abs(clock_mhz * 1e6 / divisor - baud) <= tolerance * baud
 
@@ -104,8 +104,8 @@ def _place_weights(plan: NetworkPlan, board, weights: str) -> list:
     (``hdl.store``): none for ``bram``; for ``auto`` the largest weight memories, one
     by one, while the block RAMs do not fit and the SPRAMs have room; ``spram``: at
     least the largest."""
-    from .hdl.estimate import estimate
-    from .hdl.store import store_tiles
+    from ..hdl.estimate import estimate
+    from ..hdl.store import store_tiles
     if weights not in WEIGHTS:
         raise ParameterError(f"--weights {weights!r}: choose from {', '.join(WEIGHTS)}")
     dev = board.device
@@ -145,7 +145,7 @@ def fit_check_plan(plan: NetworkPlan, board, weights: str = "auto") -> dict:
     """Estimated use of each resource kind by the network of ``plan`` against the board:
     ``fits``, a ``resources`` object {kind: {"used", "available"}}, and ``loadable``: the
     projections whose weights go to SPRAM (``weights``: auto, bram or spram)."""
-    from .hdl.estimate import estimate
+    from ..hdl.estimate import estimate
     loadable = _place_weights(plan, board, weights)
     placed = plan.with_loadable(loadable)
     est = estimate(placed, board.device)
@@ -168,7 +168,7 @@ def fit_check_plan(plan: NetworkPlan, board, weights: str = "auto") -> dict:
 
 def _boards_that_fit(plan: NetworkPlan, board, weights: str) -> list[str]:
     """The other boards on which the same design fits by the estimate, smallest first."""
-    from . import boards
+    from .. import boards
     found = []
     for other in boards.all_boards().values():
         if other.name == board.name:
@@ -234,8 +234,8 @@ class BoardTop(Elaboratable):
         self.pll = pll  # a pll.PllSetting, or None for the board clock
 
     def elaborate(self, platform):
-        from .hdl.link import HostLink
-        from .hdl.network import Network
+        from ..hdl.link import HostLink
+        from ..hdl.network import Network
         m = Module()
         mhz = self.board.clock_mhz
         if self.pll is not None:
@@ -263,13 +263,13 @@ class BoardTop(Elaboratable):
 class BoardCore(wiring.Component):
     """What synthesis counts of a ``BoardTop``, without a platform: the host link and its
     network with only the UART lines as ports (on a board the link's debugging outputs
-    stay unconnected, and Yosys removes their logic), for ``hwsnn.synth.synthesize``."""
+    stay unconnected, and Yosys removes their logic), for ``hwsnn.flow.synth.synthesize``."""
 
     def __init__(self, net: QNet, board, lanes=1, *, baud: int = DEFAULT_BAUD,
                  loadable=(), input_lanes: int = 0, queue_depth: int | None = None,
                  plan: NetworkPlan | None = None):
-        from .hdl.link import HostLink
-        from .hdl.network import Network
+        from ..hdl.link import HostLink
+        from ..hdl.network import Network
         if plan is None:
             plan = NetworkPlan(net, lanes, input_lanes=input_lanes, queue_depth=queue_depth,
                                loadable=[tuple(k) for k in loadable])
@@ -302,8 +302,8 @@ def build(directory, board, *, lanes: int | dict[str, int] | str = 1, baud: int 
     ``input_lanes``: the multiply-accumulate input stage of the first layer (M lanes,
     on M DSP blocks; ``hdl.inputmac``), 0 for the bit-event input stage. ``queue_depth``:
     every engine's output queue in lane groups (default: two sweeps' worth)."""
-    from .hdl.verilog import fingerprint
-    from .qnet import load
+    from ..hdl.verilog import fingerprint
+    from ..snn.qnet import load
     if not (clock in ("board", "auto") or (isinstance(clock, int | float)
                                            and not isinstance(clock, bool) and clock > 0)):
         raise ParameterError(f"--clock {clock!r}: give board, auto or a frequency in MHz")
@@ -427,7 +427,7 @@ def build(directory, board, *, lanes: int | dict[str, int] | str = 1, baud: int 
 
 
 def _check_baud(clock_mhz: float, baud: int, board) -> None:
-    from .hdl.link import uart_divisor
+    from ..hdl.link import uart_divisor
     try:
         uart_divisor(int(clock_mhz * 1e6), baud)
     except (TypeError, ValueError) as exc:
@@ -521,8 +521,8 @@ def latency_codes(net: QNet, data_path: str | None = None) -> tuple:
     """The input codes the latency is measured on, and what they are: the images of
     ``data_path``'s test data, else of the network's own data set, else one fixed
     pseudo-random image."""
-    from . import data
-    from .hdl.verilog import example_codes
+    from ..frontends import data
+    from ..hdl.verilog import example_codes
     try:
         x, _ = data.load_for(tuple(net.input.shape), "test", data_path, meta=net.metadata,
                              value_range=(net.input.lo, net.input.hi))

@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import HwsnnError
+from ..errors import HwsnnError
 
 TEST_FRACTION = 0.3
 SPLIT_SEED = 0
 DATASETS = ("digits", "digits28", "mnist")
-MNIST_FILE = Path(__file__).resolve().parent / "datasets" / "mnist.npz"
+MNIST_FILE = Path(__file__).resolve().parents[1] / "datasets" / "mnist.npz"
 MNIST_TEST = 2000  # of the 10,000 shipped digits
 
 
@@ -187,7 +187,7 @@ def read_idx_folder(folder: str | Path, split: str) -> tuple[np.ndarray, np.ndar
 def read_factory(spec: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``package.module:factory``: a function that takes the split (``"train"`` or
     ``"test"``) and returns a torch Dataset of (image tensor, integer label) pairs."""
-    from .api import _first_line, _import_factory
+    from ..tools.api import _first_line, _import_factory
     module_name, _, name = spec.partition(":")
     factory = _import_factory(spec, module_name, name)
     try:

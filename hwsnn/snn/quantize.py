@@ -10,7 +10,7 @@ count is worth more thresholds than the width holds (ILIF at many time steps), t
 are rounded to multiples of a power of two, ``2**weight_shift``, and stored shifted, so that
 they keep their precision instead of clipping (``threshold_unit``).
 
-Widths come from worst-case bounds over every legal input (``hwsnn.widths``, the one rule
+Widths come from worst-case bounds over every legal input (``hwsnn.snn.widths``, the one rule
 that the engines use too): the bias width, and the membrane width from interval
 arithmetic over all steps, including the fire function. A membrane wider than
 ``max_membrane_bits`` is clamped to it, and the population saturates (the golden model
@@ -23,9 +23,9 @@ import math
 
 import torch
 
+from ..errors import ParameterError
+from ..frontends.graph import INPUT, INPUT_BITS
 from .convert import SNN, SNNPopulation
-from .errors import ParameterError
-from .graph import INPUT, INPUT_BITS
 from .qnet import InputSpecQ, QNet, QPopulation, QProjection
 from .widths import set_membrane_widths, signed_bits
 

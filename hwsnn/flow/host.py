@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .errors import HwsnnError
+from ..errors import HwsnnError
 
 PROTOCOL_VERSION = 3
 SYNC = 0xA5

@@ -2,7 +2,7 @@
 
 A QNet is written as two files in one directory: ``qnet.json`` (structure, integers,
 widths) and ``qnet.npz`` (integer weight and bias arrays, named in the JSON). The golden
-model (``hwsnn.golden``) and the HDL generator read only a QNet. The format is documented
+model (``hwsnn.snn.golden``) and the HDL generator read only a QNet. The format is documented
 in ``docs/qnet.md``; ``FORMAT_VERSION`` changes whenever its meaning changes, and a loader
 refuses any other version.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 FORMAT = "hwsnn-qnet"
 FORMAT_VERSION = 1
@@ -208,8 +208,8 @@ def write_directory(directory: str | os.PathLike, write, removed: list | None = 
     """Write a network directory: ``write(tmp)`` makes the network files in a temporary
     directory, which then become ``directory``'s. A failure leaves nothing half-written; an
     existing directory must be empty or hold a network hwsnn wrote, whose other files are
-    kept (see ``hwsnn.outdir``). The stale outputs it removes are appended to ``removed``."""
-    from .outdir import write_network
+    kept (see ``hwsnn.tools.outdir``). The stale outputs it removes are appended to ``removed``."""
+    from ..tools.outdir import write_network
     return write_network(directory, write, removed)
 
 

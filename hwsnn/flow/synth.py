@@ -1,6 +1,6 @@
 """Synthesis and place-and-route reports for Amaranth components, with the open FPGA tools.
 
-    from hwsnn.synth import place_and_route, registered_wrapper, synthesize
+    from hwsnn.flow.synth import place_and_route, registered_wrapper, synthesize
     report = synthesize(core, "ice40")          # LUTs, flip-flops, RAMs, DSPs, logic depth
     pnr = place_and_route(registered_wrapper(core), "up5k", clock_mhz_target=24)
     print(report.as_dict(), pnr.fmax_mhz)
@@ -34,7 +34,7 @@ from amaranth.hdl import Cat, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .errors import HwsnnError, ParameterError
+from ..errors import HwsnnError, ParameterError
 
 __all__ = ["ToolError", "SynthReport", "PnrReport", "synthesize", "place_and_route",
            "registered_wrapper", "FAMILIES", "DEVICES"]
@@ -402,7 +402,7 @@ def _io_hint(log: str) -> str:
     for bel, used, available in re.findall(r"\b(SB_IO|TRELLIS_IO):\s*(\d+)/\s*(\d+)", log):
         if int(used) > int(available):
             return (f": the design needs {used} {bel} pins but the package has {available}; "
-                    f"wrap it with hwsnn.synth.registered_wrapper()")
+                    f"wrap it with hwsnn.flow.synth.registered_wrapper()")
     return ""
 
 

@@ -210,7 +210,7 @@ def membrane_width(net: QNet, pop: QPopulation) -> int:
 def set_membrane_widths(net: QNet) -> list[str]:
     """Set every population's ``membrane_bits`` and ``saturate`` by this rule, clamping at
     ``net.max_membrane_bits``; returns a warning per saturating population."""
-    from .errors import ParameterError
+    from ..errors import ParameterError
     from .qnet import EXACT_LIMIT
 
     warnings = []

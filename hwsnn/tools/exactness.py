@@ -3,16 +3,16 @@
 Two sweeps, each over a numbered list of cases that a seed determines completely (a case
 that fails is reproduced by its seed alone, and the CI keeps such seeds as fixed tests):
 
-- ``engines``: random QNets (``hwsnn.random_nets``: the classic draws and the draws at the
+- ``engines``: random QNets (``hwsnn.snn.random_nets``: the classic draws and the draws at the
   limits, every method) with random lane counts, sometimes the multiply-accumulate input
   stage; every population's engine is simulated in amaranth.sim with random back-pressure
   against the golden model (``hdl.check.check_engine``).
 - ``networks``: random QNets written as Verilog (``hwsnn verilog``) and simulated in
   Verilator against the golden model (``hwsnn sim``: every readout value, class and spike).
 
-Both fan out over Dask workers (``hwsnn.cluster``: a local cluster of one process per core
+Both fan out over Dask workers (``hwsnn.tools.cluster``: a local cluster of one process per core
 by default, or an existing one with ``--scheduler``); the results are in case order
-whatever the number of workers. ``python -m hwsnn.exactness`` runs them from the shell;
+whatever the number of workers. ``python -m hwsnn.tools.exactness`` runs them from the shell;
 ``hwsnn bench`` reports them in BENCHMARKS.md.
 """
 
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import HwsnnError
+from ..snn.random_nets import METHODS, limit_qnet, random_codes, random_qnet
 from .cluster import check_workers, default_workers
-from .errors import HwsnnError
-from .random_nets import METHODS, limit_qnet, random_codes, random_qnet
 
 LANES = (1, 2, 3, 4, 16)
 
@@ -39,7 +39,7 @@ LANES = (1, 2, 3, 4, 16)
 def draw(seed: int):
     """Case ``seed``: (QNet, input codes, lanes, input lanes, description). Even seeds draw
     at the limits, odd ones the classic networks; the method cycles through METHODS."""
-    from .hdl.plan import mac_eligible
+    from ..hdl.plan import mac_eligible
 
     rng = random.Random(seed)
     method = METHODS[(seed // 2) % len(METHODS)]
@@ -61,7 +61,7 @@ def draw(seed: int):
 
 def engine_case(seed: int) -> dict:
     """Every engine of case ``seed`` against the golden model."""
-    from .hdl.check import check_engine
+    from ..hdl.check import check_engine
 
     net, codes, lanes, input_lanes, info = draw(seed)
     info.update(engines=0, failures=[], refused=[])
@@ -84,8 +84,8 @@ def engine_case(seed: int) -> dict:
 
 def network_case(seed: int, work: str, samples: int = 3) -> dict:
     """Case ``seed`` as a whole design in Verilator against the golden model."""
-    from .hdl import verilog
-    from .sim.run import simulate
+    from ..hdl import verilog
+    from ..sim.run import simulate
 
     net, codes, lanes, input_lanes, info = draw(seed)
     codes = random_codes(random.Random(seed + 1), net, samples)
@@ -122,7 +122,7 @@ def _call(item):
 
 def _pool_map(fn, args, workers: int | None, progress: bool, what: str,
               scheduler: str | None = None) -> list:
-    """``[fn(*a) for a in args]`` on Dask workers (``hwsnn.cluster.map_ordered``: one
+    """``[fn(*a) for a in args]`` on Dask workers (``hwsnn.tools.cluster.map_ordered``: one
     process per core by default, or the cluster at ``scheduler``), in order."""
     from .cluster import map_ordered
     return map_ordered(_call, [(fn, a) for a in args], scheduler=scheduler, workers=workers,
@@ -199,7 +199,7 @@ def main(argv=None) -> int:
     import argparse
     import json
 
-    p = argparse.ArgumentParser(prog="python -m hwsnn.exactness", description=__doc__
+    p = argparse.ArgumentParser(prog="python -m hwsnn.tools.exactness", description=__doc__
                                 .splitlines()[0])
     p.add_argument("--engines", type=int, default=2000, help="random networks whose every "
                    "engine is checked (default 2000)")

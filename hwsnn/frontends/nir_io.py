@@ -22,7 +22,7 @@ In integers ``V > Θ`` is ``V − 1 ≥ Θ``, so ``gt`` is a membrane that start
 A graph whose weights, biases and thresholds are already integers (with r = 1, and an input
 range that maps raw values 1:1 to the 8-bit codes, ``--input-range 0,255``) is taken over
 exactly, without requantisation: its golden model equals the graph's own simulation bit for
-bit. Any other graph is quantised like a converted ANN (``hwsnn.quantize``).
+bit. Any other graph is quantised like a converted ANN (``hwsnn.snn.quantize``).
 
 Export. The QNet is written as the integer network the hardware runs: ``Input`` (the 8-bit
 input codes) → ``Conv2d``/``Affine`` (+``Flatten``) → ``IF`` (threshold Θ, r = 1) → ... →
@@ -43,9 +43,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .convert import SNN, SNNPopulation
-from .errors import CheckpointError, ParameterError, UnsupportedLayerError
-from .frontend import (
+from ..errors import CheckpointError, ParameterError, UnsupportedLayerError
+from ..snn.convert import SNN, SNNPopulation
+from ..snn.qnet import EXACT_LIMIT, InputSpecQ, QNet, QPopulation, QProjection, validate
+from ..snn.quantize import DEFAULT_MAX_MEMBRANE_BITS, DEFAULT_WEIGHT_BITS, quantize
+from ..snn.widths import set_membrane_widths, signed_bits
+from .graph import INPUT, INPUT_BITS, INPUT_LEVELS, Activation, Graph, InputSpec, Projection
+from .pytorch import (
     _Affine,
     _as_affine,
     _Conv,
@@ -60,10 +64,6 @@ from .frontend import (
     _Source,
     _unique,
 )
-from .graph import INPUT, INPUT_BITS, INPUT_LEVELS, Activation, Graph, InputSpec, Projection
-from .qnet import EXACT_LIMIT, InputSpecQ, QNet, QPopulation, QProjection, validate
-from .quantize import DEFAULT_MAX_MEMBRANE_BITS, DEFAULT_WEIGHT_BITS, quantize
-from .widths import set_membrane_widths, signed_bits
 
 RESETS = ("subtract", "zero")
 THRESHOLDS = ("gt", "ge")
@@ -211,7 +211,7 @@ class NIRImport:
     approximations: list[str]
 
     def save(self, directory):
-        from .api import Conversion
+        from ..tools.api import Conversion
 
         return Conversion(self.graph, self.snn, self.qnet).save(directory)
 

@@ -1,0 +1,3 @@
+"""Tools around the flow: the command line, the Python API, the output directory, reports,
+benchmarks, Dask.
+"""
