@@ -5,7 +5,7 @@ balancing, group neurons, temporal-separation inverse-LIF, offset-spike calibrat
 quantized to integers (a QNet) with a bit-exact golden model.
 
     import hwsnn
-    conversion = hwsnn.snn.convert(model, example_input, method="gn", group_size=4, timesteps=2)
+    conversion = hwsnn.convert(model, example_input, method="gn", group_size=4, timesteps=2)
     conversion.save("build/cnn")
     print(hwsnn.evaluate("build/cnn"))
 """

@@ -1,7 +1,7 @@
 """The Python API: load a model, convert it, evaluate a conversion.
 
     import hwsnn
-    conv = hwsnn.snn.convert(model, example_input, method="gn", group_size=4, timesteps=2)
+    conv = hwsnn.convert(model, example_input, method="gn", group_size=4, timesteps=2)
     conv.save("build/cnn")
     report = hwsnn.evaluate("build/cnn")
 """
