@@ -1,8 +1,7 @@
 import torch
 from torch import nn
 
-from hwsnn import QCFS, replace_relu
-from hwsnn.snn import qcfs
+from hwsnn import QCFS, qcfs, replace_relu
 
 
 def test_forward_rounds_half_up_and_clips():
@@ -39,6 +38,6 @@ def test_survives_torch_export():
     model = nn.Sequential(nn.Linear(4, 4), QCFS(4, 1.5))
     ep = torch.export.export(model.eval(), (torch.randn(2, 4),))
     targets = [n.target for n in ep.graph.nodes if n.op == "call_function"]
-    assert torch.ops.hwsnn.snn.qcfs.default in targets
+    assert torch.ops.hwsnn.qcfs.default in targets
     x = torch.randn(2, 4)  # an exported program has the example's static batch size
     assert torch.equal(ep.module()(x), model(x))

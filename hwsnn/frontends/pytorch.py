@@ -492,7 +492,7 @@ class _Walker(torch.fx.Interpreter):
             return self._clip(n, x, arg(1, "min_val", -1.0), arg(2, "max_val", 1.0), name)
         if t in (torch.clamp, torch.clip, aten.clamp.default, aten.clip.default):
             return self._clip(n, x, arg(1, "min"), arg(2, "max"), name)
-        if t in (qcfs, _qcfs_op, getattr(torch.ops.hwsnn.snn.qcfs, "default", None)):
+        if t in (qcfs, _qcfs_op, getattr(torch.ops.hwsnn.qcfs, "default", None)):
             return self._activate(
                 n, x, Activation("qcfs", float(arg(1, "threshold")), int(arg(2, "levels"))),
                 name)

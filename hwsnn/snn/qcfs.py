@@ -2,7 +2,7 @@
 
 ``QCFS(x) = θ · clip(floor(x·L/θ + 1/2), 0, L) / L`` with a trainable threshold θ per layer
 and L quantization levels. The floor uses a straight-through gradient. The forward pass is a
-registered custom operator (``torch.ops.hwsnn.snn.qcfs``) so that it survives ``torch.fx`` tracing
+registered custom operator (``torch.ops.hwsnn.qcfs``) so that it survives ``torch.fx`` tracing
 and ``torch.export`` as one node, which the frontend recognises.
 
 Rounding is half up (``floor(x + 1/2)``), never ``torch.round`` (half to even).
