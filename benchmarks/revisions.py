@@ -164,8 +164,11 @@ def _pct(a, b) -> str:
 
 def compare(before: dict, after: dict) -> list[dict]:
     rows = []
-    for x, y in zip(before["designs"], after["designs"], strict=True):
-        assert (x["design"], x["board"]) == (y["design"], y["board"])
+    measured = {(y["design"], y["board"]): y for y in after["designs"]}
+    for x in before["designs"]:
+        y = measured.get((x["design"], x["board"]))
+        if y is None:  # (not measured on this side: --only)
+            continue
         row = {"design": x["design"], "board": x["board"], "figures": []}
         if "simulation" in x and "simulation" in y:
             for k in ("cycles_per_inference", "cycle_ratio", "latency_cycles"):
