@@ -122,7 +122,7 @@ FACTORY = '''
 import torch
 from torch.utils.data import Dataset
 
-from hwsnn import data
+from hwsnn.frontends import data
 
 
 class Digits(Dataset):
