@@ -87,7 +87,7 @@ def with_weights_of(text: str, top: str, net: QNet, bad: QNet, population: str,
     rewritten as ``bad``'s Verilog has them: the words come from the engine's plan (any
     projection kind), packed lane by lane; every word rewritten must hold ``net``'s word
     before."""
-    start = text.index(f"module \\{top}.engine_{population} ")
+    start = text.index(f"module \\{top}.engine_{population}.datapath ")  # the ROMs
     end = text.index("endmodule", start)
     body = text[start:end]
     old, new = EnginePlan(net, population, lanes), EnginePlan(bad, population, lanes)

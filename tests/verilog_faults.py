@@ -17,7 +17,7 @@ def set_weight(text: str, top: str, net, population: str, projection: int,
     wbits = proj.proj.weight_bits
     address = source * plan.groups + target // lanes
     lane = target % lanes
-    start = text.index(f"module \\{top}.engine_{population} ")
+    start = text.index(f"module \\{top}.engine_{population}.datapath ")  # the ROMs
     end = text.index("endmodule", start)
     body = text[start:end]
     # Yosys writes narrow words in decimal, wide ones in hexadecimal.
