@@ -43,6 +43,18 @@ from .sequencer import position_counter
 from .store import WeightStore, write_signature
 
 
+def weight_memory(plan: EnginePlan, k: int) -> tuple[int, data.ArrayLayout]:
+    """Depth and word layout of projection k's weight memory (a ROM, or a store)."""
+    return (max(1, len(plan.projections[k].init)),
+            data.ArrayLayout(signed(plan.projections[k].proj.weight_bits), plan.word_lanes(k)))
+
+
+def load_signature(plan: EnginePlan, k: int) -> wiring.Signature:
+    """The byte writes into projection k's weight store (``store.write_signature``)."""
+    depth, layout = weight_memory(plan, k)
+    return write_signature(depth, layout.size)
+
+
 class Stage(enum.IntEnum):
     """The pipeline stages: an operation is in stage n in the n-th cycle after its issue."""
     READ = 0
@@ -78,9 +90,7 @@ class Datapath(wiring.Component):
         if plan.mac_lanes:
             members["mac"] = In(mac_memory_signature(plan))
         for k in self.loadable:
-            p = plan.projections[k]
-            members[f"load{k}"] = In(write_signature(
-                max(1, len(p.init)), plan.word_lanes(k) * p.proj.weight_bits))
+            members[f"load{k}"] = In(load_signature(plan, k))
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -125,8 +135,7 @@ class Datapath(wiring.Component):
         """Each projection's weights: a ROM, or a WeightStore written through load{k}."""
         plan, w_rd = self.plan, []
         for k, p in enumerate(plan.projections):
-            layout = data.ArrayLayout(signed(p.proj.weight_bits), plan.word_lanes(k))
-            depth = max(1, len(p.init))
+            depth, layout = weight_memory(plan, k)
             if k in self.loadable:
                 m.submodules[f"wstore{k}"] = ws = WeightStore(depth, layout.size)
                 wiring.connect(m, wiring.flipped(getattr(self, f"load{k}")), ws.w)

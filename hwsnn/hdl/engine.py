@@ -41,7 +41,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..snn.qnet import QNet
 from .buffers import RegisteredFIFO, SkidBuffer
-from .datapath import Datapath, Stage
+from .datapath import Datapath, Stage, load_signature
 from .events import PIXEL_BITS, event_signature, pixel_signature, readout_signature
 from .inputmac import InputMac
 from .ops import queue_layout
@@ -49,7 +49,6 @@ from .pixels import PixelEvents
 from .plan import EnginePlan
 from .sequencer import Sequencer
 from .serializer import serializer
-from .store import write_signature
 
 __all__ = ["LayerEngine", "Stage", "queue_layout"]
 
@@ -110,9 +109,7 @@ class LayerEngine(wiring.Component):
             members["o"] = Out(event_signature(pop.shape, plan.out_count))
         members["active"] = Out(1)
         for k in loadable:
-            p = plan.projections[k]
-            members[f"load{k}"] = In(write_signature(
-                max(1, len(p.init)), plan.word_lanes(k) * p.proj.weight_bits))
+            members[f"load{k}"] = In(load_signature(plan, k))
         super().__init__(members)
 
     @property

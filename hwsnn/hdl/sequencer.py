@@ -141,13 +141,14 @@ class Sequencer(wiring.Component):
     def _ports(self):
         return [getattr(self, f"i{k}") for k in range(len(self.plan.event_projections))]
 
-    def _sweep_issue(self, m, last_step, on_done, bank):
+    def _sweep_issue(self, m, last_step, on_done):
         """Issue one sweep operation per cycle while the queue has room."""
         op, A = self.ops.payload, self.plan.addresses
         with m.If(self.credit & ~self.bubble):
             m.d.comb += [self.ops.valid.eq(1), op.kind.eq(SWEEP), op.addr.eq(self.sweep_addr),
-                         op.bank.eq(bank), self.sweep_now.eq(1), op.last_step.eq(last_step),
-                         op.end.eq(self.sweep_last), op.fire_k.eq(self.fire_k)]
+                         op.bank.eq(self.fire_bank), self.sweep_now.eq(1),
+                         op.last_step.eq(last_step), op.end.eq(self.sweep_last),
+                         op.fire_k.eq(self.fire_k)]
             with m.If(self.sweep_last):
                 m.d.sync += [self.sweep_addr.eq(0), self.sweep_last.eq(A == 1)]
                 on_done()
@@ -243,11 +244,11 @@ class Sequencer(wiring.Component):
                 if self.dual:
                     pass
                 elif plan.ilif and not readout:
-                    self._sweep_issue(m, 0, fired, self.fire_bank)
+                    self._sweep_issue(m, 0, fired)
                 elif readout:
-                    self._sweep_issue(m, 0, sample_done, self.fire_bank)
+                    self._sweep_issue(m, 0, sample_done)
                 else:
-                    self._sweep_issue(m, self.step == plan.steps - 1, swept, self.fire_bank)
+                    self._sweep_issue(m, self.step == plan.steps - 1, swept)
 
     def _fire_fsm(self, m):
         """The two-bank engines: fire a full bank while the other one accumulates."""
@@ -269,4 +270,4 @@ class Sequencer(wiring.Component):
                 with m.If(Array(self.full)[self.fire_bank]):
                     m.next = "SWEEP"
             with m.State("SWEEP"):
-                self._sweep_issue(m, 0, fired_bank, self.fire_bank)
+                self._sweep_issue(m, 0, fired_bank)
