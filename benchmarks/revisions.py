@@ -29,6 +29,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import importlib
+import inspect
 import json
 import os
 import subprocess
@@ -40,8 +43,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _bench():
+    """This process's ``hwsnn.tools.bench`` (``hwsnn.bench`` in a revision from before
+    the package was grouped by stage; decided by the files of the tree imported, since
+    an editable install of another tree would find its own ``hwsnn.tools``)."""
+    import hwsnn
+    flat = not (Path(hwsnn.__file__).parent / "tools" / "bench.py").is_file()
+    return importlib.import_module("hwsnn.bench" if flat else "hwsnn.tools.bench")
+
+
 def designs(only=None):
-    from hwsnn.tools import bench
+    bench = _bench()
     out = []
     for d in (*bench.DESIGNS, *bench.MNIST_DESIGNS[:1]):
         for b in d.boards:
@@ -51,10 +63,25 @@ def designs(only=None):
     return out
 
 
-def measure(work: Path, samples: int, only, boards: bool) -> dict:
+def _board_build(bench, d, board: str, work: Path, seed: int) -> dict:
+    """``bench.board_build`` at nextpnr ``seed``, also for a revision whose
+    ``board_build`` has no seed parameter (its ``build`` is given the seed)."""
+    if "seed" in inspect.signature(bench.board_build).parameters:
+        return bench.board_build(d, board, work, seed=seed)
+    flow_build = importlib.import_module(  # (hwsnn.build before the regrouping)
+        "hwsnn.build" if bench.__name__ == "hwsnn.bench" else "hwsnn.flow.build")
+    plain = flow_build.build
+    flow_build.build = functools.partial(plain, seed=seed)
+    try:
+        return bench.board_build(d, board, work)
+    finally:
+        flow_build.build = plain
+
+
+def measure(work: Path, samples: int, only, boards: bool, seed: int = 1) -> dict:
     """This process's hwsnn: every design simulated and built."""
     import hwsnn
-    from hwsnn.tools import bench
+    bench = _bench()
     work.mkdir(parents=True, exist_ok=True)
     result = {"hwsnn": str(Path(hwsnn.__file__).parent), "designs": []}
     seen = set()
@@ -72,13 +99,14 @@ def measure(work: Path, samples: int, only, boards: bool) -> dict:
                   f"exact {s['exact']}, cycle ratio {s['cycle_ratio']:.4f}", flush=True)
         if boards:
             t = time.time()
-            r = bench.board_build(d, b, work / "boards")
-            row["build"] = {"fits": r["fits"], "fmax_mhz": r["fmax_mhz"],
+            r = _board_build(bench, d, b, work / "boards", seed)
+            row["build"] = {"fits": r["fits"], "fmax_mhz": r["fmax_mhz"], "seed": r.get("seed"),
                             "resources": {k: v["used"] for k, v in r["resources"].items()},
                             "latency_cycles": r["latency_cycles"],
                             "seconds": time.time() - t}
             print(f"  {d.name}/{b}: built in {time.time() - t:.0f} s, "
-                  f"Fmax {r['fmax_mhz']:.1f} MHz, {row['build']['resources']}", flush=True)
+                  f"Fmax {r['fmax_mhz']:.1f} MHz (seed {r.get('seed')}), "
+                  f"{row['build']['resources']}", flush=True)
         result["designs"].append(row)
     return result
 
@@ -94,7 +122,8 @@ def run_side(label: str, rev: str | None, args) -> dict:
             subprocess.run(["git", "-C", str(tree), "checkout", "-q", rev], check=True)
         out = Path(tmp) / "side.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--measure", str(out),
-               "--work", str(Path(tmp) / "work"), "--samples", str(args.samples)]
+               "--work", str(Path(tmp) / "work"), "--samples", str(args.samples),
+               "--seed", str(args.seed)]
         cmd += [x for o in args.only or () for x in ("--only", o)]
         cmd += [] if args.boards else ["--no-boards"]
         env = dict(os.environ, PYTHONPATH=str(tree))
@@ -194,6 +223,9 @@ def main(argv=None) -> int:
                     help="test samples simulated per design (0: none)")
     ap.add_argument("--only", action="append", help="DESIGN/BOARD, repeatable")
     ap.add_argument("--no-boards", dest="boards", action="store_false")
+    ap.add_argument("--seed", type=int, default=1,
+                    help="nextpnr seed of every build (a build whose placer gives up moves "
+                         "on to the next seeds)")
     ap.add_argument("--before-json", type=Path,
                     help="the before side's figures: read from this file if it exists "
                          "(measured earlier by this script), else measured and kept there")
@@ -207,7 +239,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.measure:
         args.measure.write_text(json.dumps(measure(args.work, args.samples, args.only,
-                                                   args.boards), indent=1))
+                                                   args.boards, args.seed), indent=1))
         return 0
     start = time.time()
     if args.edges:

@@ -253,6 +253,7 @@ class _Job:
     posted: int = 0  # cycle the receiver posted it
     take: tuple = (0, 0)  # cycle the executor takes it from the request slot
     end: tuple = (0, 0)  # cycle its reply's CRC byte goes to the transmitter
+    release: tuple = (0, 0)  # cycle the transmitter takes the reply (CRC byte loaded)
     start: tuple = (0, 0)  # cycle its reply's SYNC byte goes to the transmitter
     pixels: bytes = b""
     inferences_before: int = 0
@@ -285,12 +286,12 @@ class LinkModel:
     def _busy(self, jobs: list[_Job], t: int) -> bool:
         """The link's busy flag at cycle ``t``: a request waits in the slot or the
         executor works (from the slot filling, 2 cycles after the post, to the cycle the
-        reply's CRC byte goes out)."""
-        return self._covered(jobs, t, "end")
+        transmitter takes its reply, a byte time before the reply's CRC byte goes out)."""
+        return self._covered(jobs, t, "release")
 
     def _covered(self, jobs: list[_Job], t: int, until: str) -> bool:
         """Whether some request covers cycle ``t``, from 2 cycles after its post to its
-        ``until`` cycle (``take`` or ``end``). One request certainly covering ``t``
+        ``until`` cycle (``take`` or ``release``). One request certainly covering ``t``
         decides, even if another ends too close to ``t`` to tell."""
         unsure = None
         for job in jobs:
@@ -345,18 +346,21 @@ class LinkModel:
                     raise Ambiguous("an inference on weights that are not the right ones")
                 job.inferences_before = st.inferences
                 st.inferences += 1
-                job.start = _max((job.take[0] + 2 + dev.pixels, INF), tx_free)
+                job.start = _max((job.take[0] + 3 + dev.pixels, INF), tx_free)
             else:
                 job.inferences_before = st.inferences
-                job.start = _max(_add(job.take, 1), tx_free)
+                job.start = _max(_add(job.take, 2), tx_free)
             job.end = _add(job.start, dev.reply_byte_cycles * (4 + length))
-            free = _add(job.end, 1)
+            # The transmitter loads the CRC byte (and takes the reply) the cycle after the
+            # byte before it went out; the executor is idle the cycle after that.
+            job.release = _add(job.end, 1 - dev.reply_byte_cycles)
+            free = _add(job.release, 1)
             tx_free = _add(job.end, dev.reply_byte_cycles)
             jobs.append(job)
 
         def loaded(t: int, value: bool):
             st.loaded = value
-            counters.append((t + 1, "loaded", value))
+            counters.append((t + 2, "loaded", value))  # (the beat is registered)
 
         # the receiver
         state_ = "HUNT"
@@ -489,10 +493,11 @@ class LinkModel:
             return Reply(job.kind | host.REPLY_BIT, infer=dev.golden[job.pixels],
                          image=job.pixels)
         if job.kind == host.CMD_STATUS:
-            # every payload byte is read as it goes out (a cycle before it leaves)
+            # every payload byte is read in the cycle the byte before it goes out (it is
+            # loaded into the transmitter's output register the cycle after)
             out = bytearray()
             for j in range(host.STATUS_LEN):
-                at = _add(job.start, dev.reply_byte_cycles * (4 + j) - 1)
+                at = _add(job.start, dev.reply_byte_cycles * (3 + j))
                 now = {"accepted": before.accepted, "rejected": before.rejected,
                        "last_error": before.last_error, "loaded": before.loaded}
                 for visible, name, value in counters:

@@ -299,6 +299,41 @@ def test_build_for_ulx3s_with_the_classic_abc_fallback(bundled_graph, tmp_path, 
     assert calls == [1]
 
 
+def test_a_placement_failure_is_tried_again_at_the_next_seeds(tmp_path, monkeypatch):
+    """nextpnr's placer can give up on a nearly full device at one seed and place it at
+    the next (the digits CNN on the UP5K at seed 1): the build moves on to the next seeds,
+    up to ``PLACEMENT_SEEDS`` in all, and reports the seed it used; any other failure, and
+    the last seed's, is the build's error."""
+    from hwsnn.flow import build as flow_build
+    seeds, placeable = [], {3}
+
+    def once(network, board, baud, setting, out, seed, env, progress):
+        seeds.append(seed)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "hwsnn_board.tim").unlink(missing_ok=True)
+        if seed in placeable:
+            return {"logic_cells": 1}, 40.0, "abc9"
+        if seed == 10:
+            raise HwsnnError("the build for icebreaker failed: yosys failed")
+        (out / "hwsnn_board.tim").write_text(
+            "Info: Device utilisation:\nERROR: Unable to find legal placement for all "
+            "cells, design is probably at utilisation limit.\n0 warnings, 1 error\n")
+        raise HwsnnError("the build for icebreaker failed: nextpnr failed")
+
+    monkeypatch.setattr(flow_build, "_run_tools_once", once)
+    assert flow_build.PLACEMENT_SEEDS == 3
+    got = flow_build._run_tools(None, None, 115200, None, tmp_path, 1, {}, progress=False)
+    assert got == ({"logic_cells": 1}, 40.0, "abc9", 3) and seeds == [1, 2, 3]
+    seeds.clear()
+    with pytest.raises(HwsnnError, match="nextpnr failed"):  # three seeds, none places
+        flow_build._run_tools(None, None, 115200, None, tmp_path, 4, {}, progress=False)
+    assert seeds == [4, 5, 6]
+    seeds.clear()
+    with pytest.raises(HwsnnError, match="yosys failed"):  # not a placement failure
+        flow_build._run_tools(None, None, 115200, None, tmp_path, 10, {}, progress=False)
+    assert seeds == [10]
+
+
 @pytest.mark.parametrize("family,f_in,target", [("ice40", 12, 30), ("ice40", 12, 40),
                                                 ("ice40", 12, 33.7), ("ecp5", 25, 120),
                                                 ("ecp5", 25, 128.1), ("ecp5", 25, 62)])

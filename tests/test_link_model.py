@@ -53,11 +53,13 @@ def test_worked_examples_are_answered():
     assert q.replies[0].payload == host.Status(1, 0, 0, 0, True).encode()
 
 
-def test_reply_starts_three_cycles_after_the_crc_byte():
+def test_reply_starts_four_cycles_after_the_crc_byte():
     # the CRC byte (the 5th) is taken at 4 byte times + GOT; the request is posted then,
-    # waits in the slot 2 cycles, and the SYNC byte goes out the cycle after
+    # waits in the slot 2 cycles, the executor offers the reply the cycle after, the
+    # transmitter loads the SYNC byte into its output register then, and the UART takes
+    # it the cycle after
     p = predict(line(IDENTIFY))
-    assert p.starts == [(4 * BYTE + GOT + 3,) * 2]
+    assert p.starts == [(4 * BYTE + GOT + 4,) * 2]
     # an inference's reply comes after the network's work, which the protocol leaves open
     p = predict(line(INFER))
     assert p.starts[0][0] > 8 * BYTE + GOT and p.starts[0][1] == float("inf")
@@ -80,7 +82,7 @@ def test_a_cut_frame_times_out():
     p = predict(line(INFER[:4]))
     assert p.replies == [error(host.ERR_TRUNCATED)]
     # posted timeout_cycles after the last byte was taken
-    assert p.starts == [(3 * BYTE + GOT + TO + 3,) * 2]
+    assert p.starts == [(3 * BYTE + GOT + TO + 4,) * 2]
 
 
 def test_a_silence_inside_a_frame_truncates_it_only_beyond_the_timeout():

@@ -373,7 +373,7 @@ def build(directory, board, *, lanes: int | dict[str, int] | str = 1, baud: int 
 
     first_fmax = None
     if clock in ("board", "auto"):
-        util, fmax, mapper = run(None)
+        util, fmax, mapper, used_seed = run(None)
         setting = None
         if clock == "auto":
             first_fmax = fmax
@@ -384,13 +384,13 @@ def build(directory, board, *, lanes: int | dict[str, int] | str = 1, baud: int 
                 if target <= board.clock_mhz:
                     break
                 setting = pll_for(target)
-                util, fmax, mapper = run(setting)
+                util, fmax, mapper, used_seed = run(setting)
                 if fmax >= setting.output_mhz:
                     break
                 target = PLL_MARGIN * fmax
     else:
         setting = pll_for(clock)
-        util, fmax, mapper = run(setting)
+        util, fmax, mapper, used_seed = run(setting)
     clock_mhz = setting.output_mhz if setting else board.clock_mhz
     bit = out / f"{NAME}.{board.bitstream_ext}"
     # Latency from the golden model's ideal cycles on the test data, at the clock.
@@ -407,6 +407,7 @@ def build(directory, board, *, lanes: int | dict[str, int] | str = 1, baud: int 
         "fmax_mhz_at_board_clock": first_fmax,
         "meets_clock": fmax >= clock_mhz,
         "lut_mapper": mapper,  # Yosys's LUT mapper of the last build
+        "seed": used_seed,  # nextpnr's seed of the last build (the next ones if it failed)
         "bitstream": str(bit) if bit.is_file() else None,
         "build_seconds": time.time() - t,
         "cycles_per_inference": cycles["throughput"],
@@ -452,10 +453,39 @@ def _abc9_failed(out: Path) -> bool:
     return "ABC_OPS_REINTEGRATE" in text and "ERROR: Assert" in text
 
 
+# nextpnr's placer can fail to legalise a nearly full device at one seed and succeed at
+# the next: so many seeds are tried in turn (seed, seed + 1, ...) before a build fails.
+PLACEMENT_SEEDS = 3
+
+
+def _placement_failed(out: Path) -> bool:
+    """Whether nextpnr's log in ``out`` ends in its placer giving up."""
+    log = out / f"{NAME}.tim"
+    text = log.read_text(errors="replace")[-4000:] if log.is_file() else ""
+    return "Unable to find legal placement" in text
+
+
 def _run_tools(network: NetworkPlan, board, baud, setting, out, seed, env, progress=True):
     """Synthesis, place and route and packing of the board top of the ``network`` plan
-    (with its loadable weights); (utilisation, Fmax, LUT mapper)."""
+    (with its loadable weights), at nextpnr ``seed`` or, where its placer gives up, at the
+    next seeds (``PLACEMENT_SEEDS`` in all); (utilisation, Fmax, LUT mapper, seed)."""
+    for attempt in range(PLACEMENT_SEEDS):
+        try:
+            return (*_run_tools_once(network, board, baud, setting, out, seed + attempt, env,
+                                     progress), seed + attempt)
+        except HwsnnError:
+            if attempt + 1 == PLACEMENT_SEEDS or not _placement_failed(out):
+                raise
+            if progress:
+                print(f"nextpnr could not place the design at seed {seed + attempt} (the "
+                      f"device is nearly full); trying seed {seed + attempt + 1}",
+                      file=sys.stderr, flush=True)
+    raise AssertionError("unreachable")
+
+
+def _run_tools_once(network: NetworkPlan, board, baud, setting, out, seed, env, progress):
     opts = f"--seed {seed} --report {NAME}.report.json --timing-allow-fail"
+    (out / f"{NAME}.tim").unlink(missing_ok=True)  # (a log of an earlier run misleads)
     extra = {}
     if network.input_lanes and board.device.family == "ice40":
         extra["synth_opts"] = "-dsp"  # the input stage's multipliers on SB_MAC16

@@ -240,7 +240,8 @@ def simulation(d: Design, samples: int, work: Path, simulator: str = "verilator"
 
 
 # -- boards ------------------------------------------------------------------------------------
-def board_build(d: Design, board_name: str, work: Path) -> dict:
+def board_build(d: Design, board_name: str, work: Path, seed: int = 1) -> dict:
+    """``d`` built for ``board_name`` in ``work`` (nextpnr from ``seed``)."""
     from .. import boards
     from ..flow.build import build
     directory = work / f"{d.name}-{board_name}"
@@ -248,7 +249,8 @@ def board_build(d: Design, board_name: str, work: Path) -> dict:
     _convert_design(d, directory)
     board = boards.get(board_name)
     r = build(directory, board, lanes=d.lanes, input_lanes=d.input_lanes,
-              queue_depth=d.queue_depth, weights=d.weights, clock=d.clock, progress=False)
+              queue_depth=d.queue_depth, weights=d.weights, clock=d.clock, progress=False,
+              seed=seed)
     res = r["resources"]
     return {"design": d.name, "describe": d.describe(), "board": board.name,
             "directory": str(directory), "weights": d.weights, "clock": d.clock,
@@ -260,7 +262,7 @@ def board_build(d: Design, board_name: str, work: Path) -> dict:
             "latency_cycles": r["latency_cycles"], "latency_us": r["latency_us"],
             "latency_us_at_fmax": r["latency_us_at_fmax"],
             "inferences_per_second": r["inferences_per_second"],
-            "lut_mapper": r["lut_mapper"],
+            "lut_mapper": r["lut_mapper"], "seed": r.get("seed"),
             "resources": {k: v for k, v in res.items() if v.get("used") is not None
                           and v.get("available")},
             "estimated": {k: v["used"] for k, v in r["estimated_resources"].items()
@@ -984,6 +986,11 @@ def markdown(r: dict, scale_path: Path | None = None) -> str:
         if classic:
             lines += ["Synthesized with the classic ABC LUT mapper, because Yosys's ABC9 "
                       "stopped on its internal assertion: " + "; ".join(classic) + "."]
+        reseeded = [f"{b['describe']} on {b['board']} (seed {b['seed']})" for b in r["boards"]
+                    if b.get("seed") not in (None, 1)]
+        if reseeded:
+            lines += ["Placed at a later nextpnr seed, because the placer gave up at seed 1 "
+                      "(a nearly full device): " + "; ".join(reseeded) + "."]
         lines += [""]
     else:
         lines += ["(not measured in this run: `--no-boards`)", ""]

@@ -551,7 +551,7 @@ def cmd_build(args) -> int:
     r = build(args.directory, board, lanes=_lanes(args.lanes), baud=args.baud,
               check_only=args.check_only, progress=not args.json, weights=args.weights,
               clock=_clock(args.clock), input_lanes=args.input_lanes,
-              queue_depth=args.queue_depth, data_path=args.data)
+              queue_depth=args.queue_depth, data_path=args.data, seed=args.seed)
     lines = [f"{board.title}: {'fits' if r['fits'] else 'does NOT fit'} with "
              f"{describe_lanes(r['lanes'])}"
              + (f", an input stage of {args.input_lanes} multiply-accumulate lanes"
@@ -566,7 +566,8 @@ def cmd_build(args) -> int:
         lines += [f"  Fmax {r['fmax_mhz']:.1f} MHz post-route, clock {r['clock_mhz']:g} MHz "
                   + (f"(PLL from the board's {r['board_clock_mhz']:g} MHz) " if pll else
                      "(the board's) ")
-                  + f"({'met' if r['meets_clock'] else 'NOT met'})",
+                  + f"({'met' if r['meets_clock'] else 'NOT met'})"
+                  + (f", placed at seed {r['seed']}" if r.get("seed", 1) != 1 else ""),
                   f"  latency {r['latency_us']:.1f} µs per inference on average, "
                   f"{r['latency_worst_us']:.1f} µs at worst, at {r['clock_mhz']:g} MHz "
                   f"({r['latency_cycles']:.0f} / {r['latency_worst_cycles']:.0f} cycles: "
@@ -950,6 +951,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where weights live: block RAM in the bitstream, or (UP5K) SPRAM "
                    "loaded over the UART at run time; auto: SPRAM for the largest weights "
                    "only when block RAM does not fit (default)")
+    s.add_argument("--seed", type=int, default=1, help="nextpnr's placement seed "
+                   "(default 1); where the placer gives up, the next two are tried")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_build)
 
