@@ -27,6 +27,7 @@ from ..flow.synth import replaced_environ
 from ..frontends import data
 from ..hdl import verilog
 from ..hdl.network import port_name
+from ..hdl.plan import lanes_by_population
 from ..snn import golden
 from ..snn.qnet import QNet
 from ..snn.qnet import load as load_qnet
@@ -210,21 +211,24 @@ def described(directory, net: QNet, top: str | None = None) -> tuple[Path, dict]
 def ensure_design(directory, net: QNet, *, top: str | None = None, lanes=None,
                   taps: bool = True) -> tuple[Path, dict, bool]:
     """The design of ``directory``: the existing one, or a new one written when there is
-    none or when ``lanes`` asks for another lane count. Returns (json path, description,
-    whether it was written now). A design made from another QNet is refused."""
+    none or when ``lanes`` (an int for every engine, a dict by population or a
+    ``"fc1=8,fc2=1"`` string, as ``hdl.plan.lanes_by_population`` reads it) asks for other
+    lane counts. Returns (json path, description, whether it was written now). A design
+    made from another QNet is refused."""
+    want = None if lanes is None else lanes_by_population(net, lanes)
     try:
         path = find_design(directory, top)
     except HwsnnError:
         path = None
     if path is not None:
         desc = verilog.read_description(path)
-        same_lanes = lanes is None or set(desc["made_from"]["lanes"].values()) == {lanes}
+        same_lanes = want is None or desc["made_from"]["lanes"] == want
         if desc["made_from"]["qnet_sha256"] != verilog.fingerprint(net):
             raise HwsnnError(f"{path.with_suffix('.v')} was generated from another QNet than "
                              f"{directory}/qnet.json: run 'hwsnn verilog {directory}' again")
         if same_lanes:
             return path, desc, False
-    desc = verilog.write(directory, net, lanes=lanes or verilog.DEFAULT_LANES, taps=taps,
+    desc = verilog.write(directory, net, lanes=want or verilog.DEFAULT_LANES, taps=taps,
                          top=top or verilog.DEFAULT_TOP)
     return Path(desc["files"]["ports_json"]), desc, True
 
@@ -244,7 +248,7 @@ def _expected(net: QNet, codes: torch.Tensor, lanes: dict[str, int], input_lanes
 
 
 def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
-             top: str | None = None, lanes: int | None = None, stall: float = 0.0,
+             top: str | None = None, lanes=None, stall: float = 0.0,
              seed: int = 0, waves: bool = False, data_path: str | None = None,
              offset: int = 0, progress: bool = True, max_cycles: int | None = None,
              verilog_path: str | None = None, waves_on_mismatch: bool = True,

@@ -338,10 +338,9 @@ def test_convert_refuses_an_accuracy_loss_and_names_the_width(tmp_path, capsys):
 
 
 def test_lanes_per_population_in_every_command(tmp_path, capsys):
-    """``--lanes fc1=8,fc2=1`` (the rest get 1) means the same to verilog, build, and eval,
-    read by one parser and checked against the network's populations by one plan
-    (``hdl.plan.NetworkPlan``); sim, which writes its design anew with one count, says
-    how to simulate such a design instead."""
+    """``--lanes fc1=8,fc2=1`` (the rest get 1) means the same to verilog, build, eval and
+    sim, read by one parser and checked against the network's populations by one plan
+    (``hdl.plan.NetworkPlan``)."""
     from hwsnn.snn import golden
     from hwsnn.snn.qnet import load as load_qnet
     net_dir = tmp_path / "mlp"
@@ -374,6 +373,13 @@ def test_lanes_per_population_in_every_command(tmp_path, capsys):
     for name, lanes in (("fc1", 8), ("fc2", 2), ("fc3", 1)):
         alone = golden.run(net, codes, lanes=lanes).cycles[name].sum(1).double().mean()
         assert rep["ideal_cycles_per_layer"][name] == float(alone)
+    # sim writes the design anew where its lanes differ, and it equals the golden model.
+    code, out, _ = run(capsys, "sim", str(net_dir), "--lanes", "fc1=4,fc2=2", "--samples",
+                       "3", "--simulator", "icarus", "--json")
+    rep = json.loads(out)
+    assert code == 0 and rep["exact"] and rep["samples"] == 3
+    desc = json.loads((net_dir / "rtl" / "hwsnn_net.json").read_text())
+    assert desc["made_from"]["lanes"] == {"fc1": 4, "fc2": 2, "fc3": 1}
     # Refused, in one line, naming the population and the network's populations.
     for argv, fragments in (
             (["verilog", str(net_dir), "--lanes", "fc9=2"],
@@ -385,7 +391,7 @@ def test_lanes_per_population_in_every_command(tmp_path, capsys):
             (["verilog", str(net_dir), "--lanes", "fc1=two"], ["--lanes 'two'"]),
             (["verilog", str(net_dir), "--lanes", "fc1=2,fc1=4"], ["names fc1 twice"]),
             (["verilog", str(net_dir), "--lanes", "fc1="], ["population=N pairs"]),
-            (["sim", str(net_dir), "--lanes", "fc1=2"], ["hwsnn verilog DIR --lanes fc1=2"])):
+            (["sim", str(net_dir), "--lanes", "fc9=2"], ["--lanes names 'fc9'"])):
         code, out, err = run(capsys, *argv)
         assert code == 2 and len(err.strip().splitlines()) == 1, err
         for f in fragments:

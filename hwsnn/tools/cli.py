@@ -463,7 +463,7 @@ def cmd_sim(args) -> int:
         from ..sim.regress import resolve_samples, split_size
         samples = resolve_samples(samples, args.offset, split_size(dirs[0], args.data))
     report = simulate(dirs[0], simulator=args.simulator, samples=samples,
-                      top=args.top, lanes=_sim_lanes(args.lanes) if args.lanes else None,
+                      top=args.top, lanes=_lanes(args.lanes) if args.lanes else None,
                       stall=args.stall, seed=args.seed, waves=args.waves,
                       data_path=args.data, offset=args.offset, progress=not args.json,
                       verilog_path=args.verilog, waves_on_mismatch=not args.no_rerun,
@@ -471,16 +471,6 @@ def cmd_sim(args) -> int:
     r = report.to_json()
     _emit(args, r, _sim_text(r))
     return 0 if report.exact else 1
-
-
-def _sim_lanes(text) -> int:
-    """``--lanes`` of sim: one lane count for every engine of the design it writes anew."""
-    lanes = _lanes(text)
-    if isinstance(lanes, dict):
-        raise HwsnnError(f"--lanes {text}: sim writes the design anew with one lane count for "
-                         "every engine; for lanes per population write it with 'hwsnn "
-                         f"verilog DIR --lanes {text}' and simulate that (sim without --lanes)")
-    return lanes
 
 
 def _sim_regress(args, dirs, samples) -> int:
@@ -907,7 +897,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "default: the bundled test split of the model's data set")
     s.add_argument("--top", help="the design in DIR/rtl to run, when there are several "
                    "(with --verilog: the module in FILE to run)")
-    s.add_argument("--lanes", help="regenerate the design with this many lanes first")
+    s.add_argument("--lanes", help="regenerate the design with these lanes first: one count "
+                   "for every engine, or per population (fc1=8,fc2=1)")
     s.add_argument("--stall", type=float, default=0.0,
                    help="fraction of cycles the bench withholds pixels and readout ready")
     s.add_argument("--seed", type=int, default=0, help="seed of the stalls")
