@@ -83,6 +83,8 @@ class LayerDescriptor:
     tiles: tuple[tuple[int, int], ...]  # output channel ranges [start, stop)
     projections: tuple[ProjectionDescriptor, ...]
     bias_field: int
+    bias_per_channel: bool  # one bias per output channel (a map whose biases vary by
+    # channel only, as a convolution's do), else one per neuron
     plane: int  # word address of its first output plane (readout: -1, none)
     plane_words: int  # words of one step's plane
 
@@ -143,16 +145,18 @@ class SerialPlan:
                 self.regions.append(Region("weights", f"{pop.name}.{i}", field // lanes,
                                            _span(field, n, lanes), n * q.weight_bits))
                 field += n
+            per_channel = _bias_per_channel(pop)
+            biases = pop.shape[0] if per_channel else pop.size
             self.regions.append(Region("biases", pop.name, bias_field // lanes,
-                                       _span(bias_field, pop.size, lanes),
-                                       pop.size * pop.bias_bits))
+                                       _span(bias_field, biases, lanes),
+                                       biases * pop.bias_bits))
             own = planes.get(pop.name)
             self.layers.append(LayerDescriptor(
                 pop.name, pop.kind, shapes[pop.name], pop.threshold, pop.group_size, pop.v0,
                 pop.steps_in, pop.steps_out, pop.membrane_bits, tiles[pop.name],
-                tuple(projs), bias_field, own.base if own else -1,
+                tuple(projs), bias_field, per_channel, own.base if own else -1,
                 self._plane_words(pop.name)))
-            bias_field += pop.size
+            bias_field += biases
         self.weight_fields, self.bias_fields = field, bias_field
         tile_words = max(self._tile_words(p, t) for p in net.populations
                          for t in tiles[p.name])
@@ -238,6 +242,12 @@ class SerialPlan:
         """Bits of each memory (width × depth)."""
         return {k: w * d for k, (w, d) in self.memories.items()}
 
+    def block_rams(self, modes) -> dict[str, int]:
+        """Block RAMs of each memory in the cheapest of a device's ``modes`` ((depth,
+        width) configurations, e.g. ``boards.get("ulx3s-85f").device.bram_modes``)."""
+        return {k: min(math.ceil(w / mw) * math.ceil(d / md) for md, mw in modes) if d else 0
+                for k, (w, d) in self.memories.items()}
+
     def scan_cycles(self) -> int:
         """Cycles per sample the plane reader spends reading words, one a cycle, beyond
         the engine's work on the events (the same for every sample): for every tile of
@@ -264,6 +274,14 @@ class SerialPlan:
             raise ParameterError(f"the golden run used lanes {lanes!r}; this plan has "
                                  f"{self.lanes}")
         return result.ideal_cycles_total + self.scan_cycles()
+
+
+def _bias_per_channel(pop: QPopulation) -> bool:
+    """Whether a [C, H, W] population's biases vary by channel only."""
+    if len(pop.shape) != 3:
+        return False
+    b = pop.bias.reshape(pop.shape[0], -1)
+    return bool((b == b[:, :1]).all())
 
 
 def _span(first_field: int, fields: int, lanes: int) -> int:

@@ -57,7 +57,22 @@ def test_a_hand_worked_plan():
     h, out = plan.layers
     assert h.projections[0].weight_field == 0 and out.projections[0].weight_field == 27
     assert out.projections[0].source_plane == 16 and h.plane == 16 and out.plane == -1
-    assert (h.bias_field, out.bias_field) == (0, 48)
+    # h's biases vary by channel only (a convolution's): one field per channel.
+    assert h.bias_per_channel and not out.bias_per_channel
+    assert (h.bias_field, out.bias_field, plan.bias_fields) == (0, 3, 8)
+    assert regions["biases", "h"].bits_used == 3 * 2
+    # Block RAMs of 512 × 36 or 1024 × 18: the weights 134 × 16 take one, the planes one.
+    rams = plan.block_rams(((512, 36), (1024, 18)))
+    assert rams == {"weights": 1, "biases": 1, "membranes": 1, "planes": 1}
+    membrane_width = plan.memories["membranes"][0]  # 2 lanes × the widest membrane
+    assert membrane_width == 2 * max(p.membrane_bits for p in plan.net.populations)
+    assert plan.block_rams(((8, 4),)) == {"weights": 4 * 17, "biases": 1,
+                                          "membranes": math.ceil(membrane_width / 4) * 4,
+                                          "planes": 2 * 5}
+    # A map whose biases differ along a channel keeps one per neuron.
+    net = _conv_net()
+    net.populations[0].bias[1, 2, 3] = 1
+    assert SerialPlan(net, lanes=2, plane_width=8).bias_fields == 48 + 5
     # One tile each; membranes: h's 16 positions × 2 lane groups.
     assert h.tiles == ((0, 3),) and out.tiles == ((0, 5),)
     assert plan.memories["membranes"][1] == 32
