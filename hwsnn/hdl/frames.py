@@ -404,21 +404,17 @@ class ReplyTransmitter(wiring.Component):
         value32 = Signal(signed(32))
         m.d.comb += [value32.eq(self.values.data), self.values.addr.eq(vidx)]
         header = Cat(reply.klass, reply.cycles)
-        # The identity's, the header's and the value's byte are registered first (a cycle
-        # after ``pos`` or the readout RAM's data moves); the STATUS byte is read live.
-        ident_b, header_b, value_b, in_header = Signal(8), Signal(8), Signal(8), Signal()
-        m.d.sync += [ident_b.eq(ident.word_select(pos[:5], 8)),
-                     header_b.eq(header.word_select(pos[:3], 8)),
-                     value_b.eq(value32.as_unsigned().word_select(vbyte, 8)),
-                     in_header.eq(pos < host.INFER_HEADER_LEN)]
         pay = Signal(8)
         with m.Switch(reply.kind):
             with m.Case(K_IDENTIFY):
-                m.d.comb += pay.eq(ident_b)
+                m.d.comb += pay.eq(ident.word_select(pos[:5], 8))
             with m.Case(K_STATUS):
                 m.d.comb += pay.eq(self.status.as_value().word_select(pos[:4], 8))
             with m.Case(K_INFER, K_INFER_PACKED):
-                m.d.comb += pay.eq(Mux(in_header, header_b, value_b))
+                with m.If(pos < host.INFER_HEADER_LEN):
+                    m.d.comb += pay.eq(header.word_select(pos[:3], 8))
+                with m.Else():
+                    m.d.comb += pay.eq(value32.as_unsigned().word_select(vbyte, 8))
             with m.Case(K_ERROR):
                 m.d.comb += pay.eq(reply.code)
 
@@ -435,8 +431,7 @@ class ReplyTransmitter(wiring.Component):
             m.d.sync += tcrc.eq(crc8_update(tcrc, sent_byte))
 
         # Payload bytes come from a register (``pay_q``): after each byte the position
-        # (a cycle later), the readout RAM's read (a cycle), the byte registers (a cycle)
-        # and ``pay_q`` settle first: 5 cycles, the next byte is loaded 6 after the last.
+        # (a cycle later), the readout RAM's read and the byte multiplexer settle first.
         pay_q, settle, settled = Signal(8), Signal(3), Signal()
         advance = Signal()  # a payload byte was loaded last cycle
         m.d.sync += [pay_q.eq(pay), advance.eq(0)]
