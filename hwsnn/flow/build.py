@@ -447,9 +447,14 @@ ECP5_CLASSIC_ABC = {
 }
 
 
+def _log_tail(out: Path, suffix: str) -> str:
+    """The last 4000 characters of the tool log ``NAME.suffix`` in ``out`` ("" if none)."""
+    log = out / f"{NAME}.{suffix}"
+    return log.read_text(errors="replace")[-4000:] if log.is_file() else ""
+
+
 def _abc9_failed(out: Path) -> bool:
-    log = out / f"{NAME}.rpt"
-    text = log.read_text(errors="replace")[-4000:] if log.is_file() else ""
+    text = _log_tail(out, "rpt")  # (Yosys's log)
     return "ABC_OPS_REINTEGRATE" in text and "ERROR: Assert" in text
 
 
@@ -460,9 +465,7 @@ PLACEMENT_SEEDS = 3
 
 def _placement_failed(out: Path) -> bool:
     """Whether nextpnr's log in ``out`` ends in its placer giving up."""
-    log = out / f"{NAME}.tim"
-    text = log.read_text(errors="replace")[-4000:] if log.is_file() else ""
-    return "Unable to find legal placement" in text
+    return "Unable to find legal placement" in _log_tail(out, "tim")
 
 
 def _run_tools(network: NetworkPlan, board, baud, setting, out, seed, env, progress=True):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from ..errors import ParameterError
 from ..snn.qnet import FORMAT_VERSION, INPUT, PIXEL_BITS, QNet, QPopulation
+from .estimate import blocks_for
 
 __all__ = ["SerialPlan", "LayerDescriptor", "ProjectionDescriptor", "Region", "count_bits",
            "PLANE_WIDTH"]
@@ -245,8 +246,7 @@ class SerialPlan:
     def block_rams(self, modes) -> dict[str, int]:
         """Block RAMs of each memory in the cheapest of a device's ``modes`` ((depth,
         width) configurations, e.g. ``boards.get("ulx3s-85f").device.bram_modes``)."""
-        return {k: min(math.ceil(w / mw) * math.ceil(d / md) for md, mw in modes) if d else 0
-                for k, (w, d) in self.memories.items()}
+        return {k: blocks_for(d, w, modes) if d else 0 for k, (w, d) in self.memories.items()}
 
     def scan_cycles(self) -> int:
         """Cycles per sample the plane reader spends reading words, one a cycle, beyond
