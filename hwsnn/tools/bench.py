@@ -403,7 +403,7 @@ def _mnist_md(m: dict | None) -> list[str]:
             + (f"{p['luts']:,} LUT, {p['brams']} BRAM" if "luts" in p else "—") + " |")
     lines += ["", "What differs: those are Xilinx 7-series parts (6-input LUTs, DSP48, "
               "100+ MHz); the iCE40 UP5K has 5,280 4-input LUTs, 8 DSPs and runs this "
-              "design at about 33–36 MHz; the ECP5-85F is a $100-board part. Latency here "
+              "design at about 30–36 MHz; the ECP5-85F is a $100-board part. Latency here "
               "is compute from the first pixel to the last readout value; images/s end to "
               "end includes the link.", ""]
     return lines
