@@ -87,6 +87,32 @@ def test_memory_inventory_holds_every_weight(bundled_graph):
             assert v.depth * lanes >= math.prod(p.shape) and v.width == lanes * plan.vbits
 
 
+def test_memory_inventory_of_offset_spike_calibration(bundled_graph):
+    """cos: each hidden population keeps 2 + 2·V bits of statistics per neuron beside its
+    membranes, and its output queue holds the ρ + T sweeps of a sample; IF at the same T
+    has neither, and the readout keeps no statistics."""
+    graph = bundled_graph("digits-mlp")
+    cos = quantize(convert(graph, method="cos", timesteps=2, cos_steps=3, progress=False))
+    plain = quantize(convert(graph, method="if", timesteps=2, progress=False))
+    for lanes in (1, 4):
+        mems = memories(cos, {p.name: EnginePlan(cos, p.name, lanes)
+                              for p in cos.populations})
+        for p in cos.populations:
+            plan = EnginePlan(cos, p.name, lanes)
+            stats = [m for m in mems if m.owner == p.name and m.name == "cos statistics"]
+            queue = next(m for m in mems if m.owner == p.name and m.name == "output queue")
+            addresses = math.ceil(p.size / lanes)
+            assert queue.depth + 1 == max(16, 5 * addresses + 10)  # (a FIFO's RAM: − 1)
+            if p.kind == "readout":
+                assert not stats
+                continue
+            assert len(stats) == 1 and stats[0].depth == addresses
+            assert stats[0].width == lanes * (2 + 2 * plan.vbits)
+        other = memories(plain, {p.name: EnginePlan(plain, p.name, lanes)
+                                 for p in plain.populations})
+        assert not any(m.name == "cos statistics" for m in other)
+
+
 def test_fit_check_accepts_the_mlp_and_refuses_the_cnn_on_icebreaker(bundled_graph, tmp_path):
     board = boards.get("icebreaker")
     mlp = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=2,

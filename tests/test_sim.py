@@ -47,6 +47,8 @@ def design(tmp_path_factory, bundled_graph):
     ("digits-mlp", "if", 2, 4, "icarus", 6, 0.0),
     ("digits-cnn", "gn", 2, 16, "verilator", 6, 0.0),
     ("digits-cnn", "ilif", 2, 16, "icarus", 2, 0.2),
+    ("digits-mlp", "cos", 2, 4, "verilator", 12, 0.0),  # ρ = 8 pre-simulation steps
+    ("digits-cnn", "cos", 2, 16, "verilator", 3, 0.0),
 ])
 def test_network_is_bit_exact(design, digits_test, model, method, steps, lanes, simulator,
                               samples, stall):
@@ -261,15 +263,6 @@ def test_missing_simulator_is_named(tmp_path, design):
     env = dict(os.environ, PATH=str(Path(sys.executable).parent))
     r = _cli("sim", str(directory), "--simulator", "icarus", "--samples", "1", env=env)
     assert r.returncode == 2 and "Icarus Verilog is not installed" in r.stderr
-
-
-def test_cos_has_no_hardware_yet(tmp_path):
-    d = tmp_path / "cos"
-    assert _cli("convert", "digits-mlp", "-o", str(d), "--method", "cos", "--timesteps", "2",
-                "--json").returncode == 0
-    r = _cli("verilog", str(d))
-    assert r.returncode == 2 and "cos" in r.stderr
-    assert not (d / "rtl").exists()
 
 
 def test_weight_rom_layout_matches_the_fault_injector(design):

@@ -309,7 +309,7 @@ def build(directory, board, *, lanes: int | dict[str, int] | str = 1, baud: int 
         raise ParameterError(f"--clock {clock!r}: give board, auto or a frequency in MHz")
     directory = Path(directory)
     net = load(directory)
-    # Lanes, input lanes and queue depth are checked here, with every engine (cos refused).
+    # Lanes, input lanes and queue depth are checked here, with every engine.
     plan = NetworkPlan(net, lanes, input_lanes=input_lanes, queue_depth=queue_depth)
     lanes, lane_map = parse_lanes(lanes), plan.lanes  # (the report keeps an int an int)
     if baud is not None:

@@ -36,7 +36,7 @@ from amaranth.lib.wiring import In, Out
 
 from .events import PIXEL_BITS, bits_for
 from .inputmac import mac_memory_signature
-from .neuron import neuron_rule, sum_width
+from .neuron import neuron_rule, stats_layout, sum_width
 from .ops import ACC, SWEEP, issue_signature, queue_layout, stage_layout
 from .plan import EnginePlan
 from .sequencer import position_counter
@@ -107,7 +107,25 @@ class Datapath(wiring.Component):
         m.d.comb += [rule.val.eq(val), rule.s5.eq(st[Stage.COMPARE]),
                      rule.s6.eq(st[Stage.RULE])]
         self._write_back(m, rule)
+        if plan.cos_steps and plan.pop.kind == "gn":
+            self._statistics(m, rule)
         return m
+
+    def _statistics(self, m, rule):
+        """cos: each neuron's pre-simulation statistics (``neuron.stats_layout``), read in
+        stage SUM for the rule's stage COMPARE, written in stage WRITE by every sweep. Only
+        sweeps touch them, and a sweep's address comes back in the next step's sweep, at
+        least two idle cycles and the other addresses later: with one address that is three
+        cycles, when the read meets the write, so the read sees the write then."""
+        plan, st, P = self.plan, self.st, self.plan.lanes
+        m.submodules.smem = smem = memory.Memory(
+            shape=data.ArrayLayout(stats_layout(plan), P), depth=plan.addresses, init=[])
+        wr = smem.write_port()
+        rd = smem.read_port(transparent_for=[wr] if plan.addresses == 1 else ())
+        s7 = st[Stage.WRITE]
+        m.d.comb += [rd.addr.eq(st[Stage.SUM].addr), rule.stats.eq(rd.data),
+                     wr.addr.eq(s7.addr), wr.data.eq(rule.stats_next),
+                     wr.en.eq(Mux(s7.valid & (s7.kind == SWEEP), (1 << P) - 1, 0))]
 
     # -- helpers -------------------------------------------------------------------------------
     def _vaddr(self, s):
@@ -313,7 +331,9 @@ class Datapath(wiring.Component):
         m.d.comb += written.eq(entry7)
         if readout:
             m.d.comb += [entry.values.eq(rule.values), entry.addr.eq(s6.addr)]
-            m.d.sync += [entry7.eq(entry), push7.eq(sweeping)]
+            # (cos: the pre-simulation's last sweep clears the readout without a report)
+            report = sweeping & ~s6.calibrate if plan.cos_steps else sweeping
+            m.d.sync += [entry7.eq(entry), push7.eq(report)]
         else:
             m.d.comb += [entry.counts.eq(rule.counts), entry.end.eq(s6.end)]
             any_spike = rule.counts.as_value() != 0

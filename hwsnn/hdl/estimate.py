@@ -52,6 +52,9 @@ ICE40_CELLS = {"base": 1544, "store": 140, "engine": 345, "lane_membrane_bit": 1
 # ECP5 LUT4s: base, per lane·membrane bit, per lane·current bit (scaled by what the deeper
 # engine pipeline placed on the ULX3S-85F, ×1.16, for the digits MLP).
 ECP5_LUTS = tuple(v * 1.16 for v in (620.0, 9.7, 6.1))
+# cos (GN engines): per lane and membrane bit, V0's two candidates and the statistics'
+# minimum and maximum (adders and comparators), V0's choice and the statistics' muxes.
+COS_LANE_BIT = 8.0
 MAC_LUTS = 120  # ECP5: the input stage's counters, list and pass control
 LINK_LUTS = 750  # ECP5: UART link, frame parser, CRC, counters
 
@@ -161,6 +164,8 @@ def memories(net: QNet, plans: dict[str, EnginePlan],
                              distinct=cols.distinct))
         if plan.has_current:
             out.append(MemoryUse(name, "input current", A, P * plan.cbits))
+        if plan.cos_steps and plan.kind == "gn":
+            out.append(MemoryUse(name, "cos statistics", A, P * cos_stats_bits(plan)))
         for k, proj in enumerate(plan.projections):
             cols = rom_columns(proj.init, proj.proj.weight_bits)
             out.append(MemoryUse(name, weights_name(k, proj.proj.source),
@@ -181,6 +186,12 @@ def memories(net: QNet, plans: dict[str, EnginePlan],
             out.append(MemoryUse(consumer, f"FIFO from {source}", depth - 1,
                                  _event_width(net, plans, source)))
     return out
+
+
+def cos_stats_bits(plan: EnginePlan) -> int:
+    """Bits per neuron of the cos pre-simulation statistics (``neuron.stats_layout``):
+    two flags, the lowest V after a spike and the highest V without one."""
+    return 2 + 2 * plan.vbits
 
 
 def _event_width(net: QNet, plans, source: str) -> int:
@@ -231,6 +242,9 @@ def lane_registers(plan: EnginePlan, family: str, stored=()) -> int:
         for i in range(1, plan.pop.group_size + 1):
             low = ((i * theta) & -(i * theta)).bit_length() - 1  # V − iΘ ends like V
             total += P * (V + 2 - min(low, V + 2))
+    if plan.cos_steps and plan.kind == "gn":
+        # cos: the statistics read, V0's candidates and tests, the statistics in WRITE
+        total += P * (7 * V + 11)
     total += queue_width(plan) + P  # the group queued, lanes sent
     return total
 
@@ -324,13 +338,16 @@ def engine_logic(plan: EnginePlan, family: str) -> float:
     if family == "ice40":
         k = ICE40_CELLS
         members = plan.pop.group_size - 1 if plan.kind == "gn" else 0
-        return (k["engine"] + P * (k["lane_membrane_bit"] * plan.vbits
+        cos = COS_LANE_BIT * plan.vbits if plan.cos_steps and plan.kind == "gn" else 0
+        return (k["engine"] + P * (k["lane_membrane_bit"] * plan.vbits + cos
                                    + k["lane_current_bit"] * cur
                                    + k["lane_member_bit"] * members * plan.vbits)
                 + k["spatial"] * plan.spatial
                 + k["mac_lane_current_bit"] * plan.mac_lanes * cur)
     a, b, c = ECP5_LUTS
     luts = a + P * (b * plan.vbits + c * cur)
+    if plan.cos_steps and plan.kind == "gn":
+        luts += P * COS_LANE_BIT * plan.vbits
     if plan.mac_lanes:
         # M multipliers (DSP blocks); per lane an accumulator and its hand-over register,
         # and the weight registers; about 120 LUTs for control.

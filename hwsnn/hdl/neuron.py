@@ -10,6 +10,9 @@ For an accumulation ``result`` is ``r``; the rule acts on sweeps only.
 - ``GroupRule`` (GN and IF, τ = 1): τ member neurons with thresholds Θ, 2Θ, …, τΘ; the
   differences V − iΘ (stage 5) are both the comparisons and the soft-reset values, and the
   highest member that fires wins (a thermometer code). The last step resets V to V0.
+  With offset-spike calibration (cos) it also keeps each neuron's statistics over the ρ
+  pre-simulation steps (``stats_layout``: read by the datapath for stage 5, the new ones
+  given for stage 7) and in the last of them replaces V by the calibrated V0.
 - ``IlifRule``: the first fire step clamps V + bias + offset to 2^T·Θ − 1; each fire step
   takes one quotient bit of a restoring division: fire if V ≥ Θ·2^(T−1−k).
 - ``ReadoutRule``: reports the membrane and clears it.
@@ -31,6 +34,14 @@ def sum_width(plan: EnginePlan) -> int:
     return max(plan.vbits, plan.cbits) + 1
 
 
+def stats_layout(plan: EnginePlan) -> data.StructLayout:
+    """A neuron's cos statistics over the pre-simulation steps so far: whether it fired
+    (n > 0) and stayed quiet in any, the lowest V after a firing step's reset and the
+    highest V of a quiet step (each meaningful only with its flag)."""
+    return data.StructLayout({"fired": 1, "quiet": 1, "min_fire": signed(plan.vbits),
+                              "max_quiet": signed(plan.vbits)})
+
+
 class NeuronRule(wiring.Component):
     """Members: ``val`` (In, ``sum_width`` bits × P lanes), ``s5``, ``s6`` (In,
     ``stage_layout``): the operations in stages 5 and 6; ``r`` (Out, registered),
@@ -47,6 +58,9 @@ class NeuronRule(wiring.Component):
             members["values"] = Out(data.ArrayLayout(signed(plan.vbits), P))
         else:
             members["counts"] = Out(data.ArrayLayout(unsigned(bits_for(plan.out_count)), P))
+        if plan.cos_steps and plan.pop.kind == "gn":
+            members["stats"] = In(data.ArrayLayout(stats_layout(plan), P))
+            members["stats_next"] = Out(data.ArrayLayout(stats_layout(plan), P))
         super().__init__(members)
 
 
@@ -61,18 +75,64 @@ class GroupRule(NeuronRule):
                      for i in range(1, pop.group_size + 1)]
             m.d.sync += [dv.eq(self.val[p] - i * theta) for i, dv in enumerate(diffs, start=1)]
             r = self.r[p]
-            with m.If(self.s6.kind == ACC):
-                m.d.comb += self.result[p].eq(r)
-            with m.Else():
-                fires = [dv >= 0 for dv in diffs]
-                m.d.comb += self.counts[p].eq(sum(fires))
+            fires = [dv >= 0 for dv in diffs]
+
+            def soft_reset(p=p, r=r, diffs=diffs, fires=fires):
+                """V after the spikes: V − sΘ (the highest member that fires wins)."""
                 kept = Signal(signed(plan.vbits), name=f"kept{p}")
                 m.d.comb += kept.eq(r)
                 for dv, f in zip(diffs, fires, strict=True):
                     with m.If(f):
                         m.d.comb += kept.eq(dv)
-                m.d.comb += self.result[p].eq(Mux(self.s6.last_step, pop.v0, kept))
+                return kept
+
+            # (cos: the calibration's registers take every cycle's operation, so V after
+            # the spikes is formed outside the sweep's branch)
+            new = self._calibrate(m, p, soft_reset(), fires[0]) if plan.cos_steps else None
+            with m.If(self.s6.kind == ACC):
+                m.d.comb += self.result[p].eq(r)
+            with m.Else():
+                m.d.comb += self.counts[p].eq(sum(fires))
+                if new is None:
+                    new = soft_reset()
+                m.d.comb += self.result[p].eq(Mux(self.s6.last_step, pop.v0, new))
         return m
+
+    def _calibrate(self, m, p, kept, fired):
+        """cos, lane p: V0 in the last pre-simulation step (docs/qnet.md), from the
+        statistics before it (a step whose V ends below 0 did not fire; one whose V ends at
+        Θ or above did, with all τ members: so this step never changes the statistics the
+        rule reads), and the statistics after each step."""
+        pop, theta, vbits = self.plan.pop, self.plan.pop.threshold, self.plan.vbits
+        s5, s6, st = self.s5, self.s6, self.stats[p]
+        wide = signed(vbits + 2)
+        # Stage 5: the candidates from the statistics so far (none before the first step).
+        pf, pq = Signal(name=f"pf{p}"), Signal(name=f"pq{p}")
+        mf, mq = Signal(signed(vbits), name=f"mf{p}"), Signal(signed(vbits), name=f"mq{p}")
+        down, up = Signal(wide, name=f"down{p}"), Signal(wide, name=f"up{p}")
+        neg, over = Signal(name=f"neg{p}"), Signal(name=f"over{p}")
+        q = st.quiet & ~s5.first
+        m.d.sync += [pf.eq(st.fired & ~s5.first), pq.eq(q), mf.eq(st.min_fire),
+                     mq.eq(st.max_quiet),
+                     down.eq(pop.v0 - Mux(st.min_fire + 1 > theta, st.min_fire + 1, theta)),
+                     up.eq(pop.v0 + Mux(q & (theta + 1 - st.max_quiet > theta),
+                                        theta + 1 - st.max_quiet, theta)),
+                     neg.eq(self.val[p] < 0),
+                     over.eq(self.val[p] >= (pop.group_size + 1) * theta)]
+        # Stage 6: V0 replaces V in the last pre-simulation step.
+        v0 = Signal(signed(vbits), name=f"v0cal{p}")
+        m.d.comb += v0.eq(Mux(neg & pf, down, Mux(over, up, pop.v0)))
+        # Stage 7: the statistics with this step.
+        f7, k7 = Signal(name=f"f7_{p}"), Signal(signed(vbits), name=f"k7_{p}")
+        pf7, pq7 = Signal(name=f"pf7_{p}"), Signal(name=f"pq7_{p}")
+        mf7, mq7 = Signal.like(mf, name=f"mf7_{p}"), Signal.like(mq, name=f"mq7_{p}")
+        m.d.sync += [f7.eq(fired), k7.eq(kept), pf7.eq(pf), pq7.eq(pq), mf7.eq(mf),
+                     mq7.eq(mq)]
+        nxt = self.stats_next[p]
+        m.d.comb += [nxt.fired.eq(pf7 | f7), nxt.quiet.eq(pq7 | ~f7),
+                     nxt.min_fire.eq(Mux(f7 & (~pf7 | (k7 < mf7)), k7, mf7)),
+                     nxt.max_quiet.eq(Mux(~f7 & (~pq7 | (k7 > mq7)), k7, mq7))]
+        return Mux(s6.calibrate, v0, kept)
 
 
 class IlifRule(NeuronRule):
@@ -108,7 +168,7 @@ class ReadoutRule(NeuronRule):
             m.d.sync += self.r[p].eq(self.val[p])
             with m.If(self.s6.kind == ACC):
                 m.d.comb += self.result[p].eq(self.r[p])
-            with m.Else():
+            with m.Else():  # (cos: the pre-simulation's sweep only clears)
                 m.d.comb += [self.values[p].eq(self.r[p]), self.result[p].eq(0)]
         return m
 

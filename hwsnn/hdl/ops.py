@@ -49,6 +49,9 @@ def _issue_fields(plan: EnginePlan) -> dict:
         "fire_k": range(max(2, plan.bits_out)),  # ILIF quotient bit
         "end": 1,  # last sweep operation of the step
         "bias_g": range(max(2, plan.groups)),  # a sweep's lane group (plan.bias_per_group)
+        # cos sweeps: the first pre-simulation step (its statistics start afresh), and the
+        # last one (GN: V0 replaces V; readout: cleared, not reported)
+        **({"first": 1, "calibrate": 1} if plan.cos_steps else {}),
     }
 
 

@@ -156,9 +156,6 @@ class EnginePlan:
             pop = net.population(name)
         except KeyError:
             raise ParameterError(f"the QNet has no population {name!r}") from None
-        if net.method == "cos":
-            raise ParameterError("offset-spike calibration (cos) has no engine yet; convert "
-                                 "with --method if, gn or ilif for hardware")
         if pop.saturate:
             raise ParameterError(
                 f"population {name} saturates its membrane ({pop.membrane_bits} bits); the "
@@ -186,7 +183,8 @@ class EnginePlan:
             raise ParameterError(f"population {name} has {len(inputs)} projections from the "
                                  "input; the input stage supports one")
         self.input_projection = inputs[0] if inputs else None
-        if inputs and pop.kind == "readout" and not self.ilif and net.timesteps > 1:
+        if inputs and pop.kind == "readout" and not self.ilif \
+                and (net.timesteps > 1 or net.method == "cos"):
             raise ParameterError(f"population {name}: a readout fed by the image itself has no "
                                  "engine for rate methods; add a hidden layer or use ilif")
         # Inputs are read earliest source first (see hdl.network: no deadlock in a DAG).
@@ -198,7 +196,10 @@ class EnginePlan:
         self.input_index = next((i for i, p in enumerate(self.projections) if p.is_input), None)
         # The GN input stage keeps the input current in its own RAM and adds it every step.
         self.has_current = self.input_projection is not None and self.kind == "gn"
-        self.steps = net.timesteps
+        # Offset-spike calibration (cos): ρ pre-simulation steps before the T steps, the
+        # last of them setting V0 (GN) or clearing the readout (hdl.neuron).
+        self.cos_steps = net.cos_steps if net.method == "cos" else 0
+        self.steps = net.timesteps + self.cos_steps
         self.steps_in = pop.steps_in
         self.bits_out = pop.steps_out
         self._widths()
@@ -294,9 +295,11 @@ class EnginePlan:
 
     @property
     def queue_depth(self) -> int:
-        """Default output queue depth in lane groups: two sweeps' worth and the
-        operations in flight, at least 16."""
-        return max(16, 2 * self.addresses + 10)
+        """Default output queue depth in lane groups: two sweeps' worth (with cos, the
+        ρ + T sweeps of a sample, so that an engine runs a whole sample ahead of the next
+        one, as it does at T = 2) and the operations in flight, at least 16."""
+        sweeps = self.steps if self.cos_steps else 2
+        return max(16, sweeps * self.addresses + 10)
 
     @property
     def input_size(self) -> int:

@@ -149,6 +149,9 @@ class Sequencer(wiring.Component):
                          op.bank.eq(self.fire_bank), self.sweep_now.eq(1),
                          op.last_step.eq(last_step), op.end.eq(self.sweep_last),
                          op.fire_k.eq(self.fire_k)]
+            if self.plan.cos_steps:
+                m.d.comb += [op.first.eq(self.step == 0),
+                             op.calibrate.eq(self.step == self.plan.cos_steps - 1)]
             with m.If(self.sweep_last):
                 m.d.sync += [self.sweep_addr.eq(0), self.sweep_last.eq(A == 1)]
                 on_done()
@@ -196,7 +199,9 @@ class Sequencer(wiring.Component):
                     m.d.sync += self.plane.eq(self.plane + 1)
                     m.next = first
             elif readout:
-                with m.If(self.step == plan.steps - 1):
+                # (cos: a sweep after the pre-simulation too, which clears the readout)
+                with m.If((self.step == plan.steps - 1) | (self.step == plan.cos_steps - 1)
+                          if plan.cos_steps else self.step == plan.steps - 1):
                     m.next = "SWEEP"
                 with m.Else():
                     m.d.sync += self.step.eq(self.step + 1)
@@ -213,6 +218,16 @@ class Sequencer(wiring.Component):
                 sample_done()
             with m.Else():
                 m.d.sync += self.fire_k.eq(self.fire_k + 1)
+
+        def reported():  # readout: the last step's sweep (cos: or the pre-simulation's)
+            if plan.cos_steps:
+                with m.If(self.step == plan.steps - 1):
+                    sample_done()
+                with m.Else():
+                    m.d.sync += self.step.eq(self.step + 1)
+                    m.next = first
+            else:
+                sample_done()
 
         def swept():  # GN: one sweep per step
             with m.If(self.step == plan.steps - 1):
@@ -246,7 +261,7 @@ class Sequencer(wiring.Component):
                 elif plan.ilif and not readout:
                     self._sweep_issue(m, 0, fired)
                 elif readout:
-                    self._sweep_issue(m, 0, sample_done)
+                    self._sweep_issue(m, 0, reported)
                 else:
                     self._sweep_issue(m, self.step == plan.steps - 1, swept)
 

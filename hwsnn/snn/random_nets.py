@@ -30,7 +30,7 @@ import torch
 from .qnet import InputSpecQ, QNet, QPopulation, QProjection, validate
 from .widths import set_membrane_widths, signed_bits, stored_bounds
 
-METHODS = ("gn", "if", "if-shift", "ilif")
+METHODS = ("gn", "if", "if-shift", "ilif", "cos")
 
 
 def _conv_out(size, k, s, p):
@@ -40,7 +40,8 @@ def _conv_out(size, k, s, p):
 def random_qnet(rng: random.Random, method: str) -> QNet:
     """input → h1 → h2 (optionally residual from h1 too) → readout, each randomly dense or
     convolutional, with random widths, thresholds, group sizes and biases. ``method`` is
-    gn, if-shift or ilif (``if`` is gn with τ = 1)."""
+    gn, if-shift, ilif, or if / cos (gn with τ = 1; cos with 1 to 4 pre-simulation
+    steps)."""
     T = rng.randint(1, 3)
     wbits = rng.choice([4, 6, 8])
     wmax = 2 ** (wbits - 1) - 1
@@ -107,6 +108,8 @@ def random_qnet(rng: random.Random, method: str) -> QNet:
     p3, s3 = projection("h2", rng.randint(2, 6), False)
     population("out", "readout", [p3], s3)
     net = QNet(method, T, 0, InputSpecQ(shape), pops, wbits, 32)
+    if method == "cos":
+        _calibrated(net, rng.randint(1, 4))
     set_membrane_widths(net)
     validate(net)
     return net
@@ -264,7 +267,7 @@ class _LimitDraw:
 
 def limit_qnet(rng: random.Random, method: str) -> QNet:
     """A random QNet drawn at the limits (see the module); ``method`` is one of
-    gn, if, if-shift, ilif."""
+    gn, if, if-shift, ilif, cos (ρ of 1, 2, 3 or 8)."""
     d = _LimitDraw(rng, method)
     shape = d.input_shape()
     d.shapes["input"] = shape
@@ -286,11 +289,21 @@ def limit_qnet(rng: random.Random, method: str) -> QNet:
     p3, s3 = d.projection(last, rng.choice([1, 2, rng.randint(3, 10)]), False)
     d.population("out", "readout", [p3], s3)
     net = QNet(method, d.T, 0, InputSpecQ(shape), d.pops, d.wbits, 48)
+    if method == "cos":
+        _calibrated(net, rng.choice([1, 2, 3, 8]))
     if rng.random() < 0.5:
         _at_the_limit(net, rng.choice(net.populations), rng.random() < 0.5)
     set_membrane_widths(net)
     validate(net)
     return net
+
+
+def _calibrated(net: QNet, rho: int) -> None:
+    """``net`` (drawn as IF) with ρ pre-simulation steps of offset-spike calibration: every
+    population runs ρ + T steps, as a conversion with ``method="cos"`` makes it."""
+    net.cos_steps = rho
+    for pop in net.populations:
+        pop.steps_in = pop.steps_out = rho + net.timesteps
 
 
 def _at_the_limit(net: QNet, pop: QPopulation, high: bool) -> None:

@@ -159,7 +159,8 @@ def bias_values(net: QNet, pop: QPopulation) -> np.ndarray:
     """What the engines add as a neuron's bias, and when: a rate readout its T·B once at
     the end, an ILIF population B + V0 after accumulating, others B every step."""
     if pop.kind == "readout" and not bit_serial(net, pop):
-        return pop.bias * pop.steps_in
+        # (cos: only the T steps after the pre-simulation count)
+        return pop.bias * (pop.steps_in - (net.cos_steps if net.method == "cos" else 0))
     if pop.kind == "ilif":
         return pop.bias + pop.v0
     return pop.bias

@@ -448,6 +448,66 @@ def render(out=".") -> str:
 
 
 SCALE_JSON = "scale.json"  # written by benchmarks/scale.py
+COS_JSON = "cos_hardware.json"  # written by benchmarks/cos_hardware.py
+
+
+def cos_table(rows: list[dict]) -> list[str]:
+    """Offset-spike calibration against IF at the same T (``benchmarks/cos_hardware.py``'s
+    rows): a table of both, then the ratios per design."""
+    lines = ["| design | method | bit-exact | cycles / inference (ideal, ratio) | accuracy | "
+             "memory bits (cos statistics) | estimate: logic, BRAM | built: logic, BRAM, "
+             "Fmax |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        e = r["estimate"]
+        logic = e.get("logic_cells", e.get("luts"))
+        label = f"COS(ρ={r['rho']})" if r["method"] == "cos" else r["method"].upper()
+        built = "—"
+        if r.get("build"):
+            b = r["build"]
+            lk = "logic_cells" if "logic_cells" in b else "luts"
+            built = (f"{b.get(lk):,} {'LC' if lk == 'logic_cells' else 'LUT4'}, "
+                     f"{b.get('bram_blocks')}, {b['fmax_mhz']:.1f} MHz (seed {b['seed']})")
+        lines.append(
+            f"| {r['model']} T={r['timesteps']}, {r['lanes']} lane"
+            f"{'s' if r['lanes'] > 1 else ''}, {r['board']} | {label} | "
+            f"{'yes' if r['exact'] else '**no**'} ({r['samples']} samples) | "
+            f"{r['cycles']:,.0f} ({r['ideal_cycles']:,.0f}, {r['cycle_ratio']:.3f}) | "
+            f"{100 * r['accuracy']:.2f} % | {e['memory_bits']:,} ({e['statistics_bits']:,}) | "
+            f"{logic:,}, {e['bram_blocks']} | {built} |")
+    lines.append("")
+    for model in dict.fromkeys(r["model"] for r in rows):
+        a = next((r for r in rows if r["model"] == model and r["method"] == "if"), None)
+        c = next((r for r in rows if r["model"] == model and r["method"] == "cos"), None)
+        if not (a and c):
+            continue
+        ea, ec = a["estimate"], c["estimate"]
+        parts = [f"cycles ×{c['cycles'] / a['cycles']:.2f} (ideal "
+                 f"×{c['ideal_cycles'] / a['ideal_cycles']:.2f})",
+                 f"memory bits ×{ec['memory_bits'] / ea['memory_bits']:.2f}",
+                 f"accuracy {100 * (c['accuracy'] - a['accuracy']):+.2f} points"]
+        if a.get("build") and c.get("build"):
+            ba, bc = a["build"], c["build"]
+            lk = "logic_cells" if "logic_cells" in ba else "luts"
+            parts += [f"built logic ×{bc[lk] / ba[lk]:.2f}",
+                      f"block RAMs {ba['bram_blocks']} → {bc['bram_blocks']}",
+                      f"Fmax ×{bc['fmax_mhz'] / ba['fmax_mhz']:.2f}"]
+        lines.append(f"- {model}, COS against IF: " + ", ".join(parts) + ".")
+    return lines
+
+
+def cos_md(path: Path) -> list[str]:
+    """The section on offset-spike calibration in hardware, from the figures
+    ``benchmarks/cos_hardware.py`` recorded (its own run, not this one: marked so)."""
+    if not path.is_file():
+        return []
+    s = json.loads(path.read_text())
+    return ["## Offset-spike calibration in hardware (recorded)", "",
+            f"Measured by `{s['command']}` on {s['when']} ({s['cpus']} CPUs, shared), not "
+            f"by the run above; figures in `{FIGURES}/{COS_JSON}`. Accuracy is the golden "
+            "model's (which the design matches) on the whole test split; memory and the "
+            "estimate are what the fit check counts; ρ pre-simulation steps run in the "
+            "engines before the T steps (docs/hardware.md).", "",
+            *cos_table(s["rows"]), ""]
 
 
 def _scale_md(path: Path) -> list[str]:
@@ -1000,8 +1060,10 @@ def markdown(r: dict, scale_path: Path | None = None) -> str:
               f"the batched integer golden model runs **{t['golden_samples_per_s']:,.0f}** "
               f"samples/s, the per-step float SNN simulator {t['float_samples_per_s']:,.0f}: "
               f"**{t['ratio']:.1f}×** (measured in the same run).", ""]
-    lines += _scale_md(scale_path or Path(__file__).resolve().parents[2] / FIGURES /
-                       SCALE_JSON)
+    figures = (scale_path.parent if scale_path else
+               Path(__file__).resolve().parents[2] / FIGURES)
+    lines += _scale_md(scale_path or figures / SCALE_JSON)
+    lines += cos_md(figures / COS_JSON)
     return "\n".join(lines)
 
 

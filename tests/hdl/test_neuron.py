@@ -15,7 +15,7 @@ from hwsnn.snn.qnet import InputSpecQ, QNet, QPopulation, QProjection, validate
 from hwsnn.snn.widths import membrane_bounds, set_membrane_widths, signed_bits, stored_bounds
 
 
-def _net(method, theta, tau, v0, T, n=5, bias=(-7, 9)):
+def _net(method, theta, tau, v0, T, n=5, bias=(-7, 9), cos_steps=0):
     """input (4) → h1 (``n`` neurons, dense) → readout (3)."""
     rng = np.random.default_rng(theta * 7 + tau)
     kind = "ilif" if method == "ilif" else "gn"
@@ -28,7 +28,7 @@ def _net(method, theta, tau, v0, T, n=5, bias=(-7, 9)):
             QPopulation("out", "readout", (3,), 2, 1, T, 1 if method == "ilif" else T, 0, b2,
                         [QProjection("h1", "dense", rng.integers(-20, 21, (3, n)))],
                         signed_bits(int(b2.min()), int(b2.max())), 32, False, 1.0, 1.0, 1.0)]
-    net = QNet(method, T, 0, InputSpecQ((4,)), pops, 8, 32)
+    net = QNet(method, T, cos_steps, InputSpecQ((4,)), pops, 8, 32)
     set_membrane_widths(net)
     validate(net)
     return net
@@ -166,3 +166,95 @@ def test_readout_rule(method, lanes, seed):
     accumulations pass through."""
     plan = EnginePlan(_net(method, 6, 1, 3, 2), "out", lanes)
     _check(plan, seed * 10 + lanes, ReadoutRule)
+
+
+def _cos_v0(pop, trace):
+    """docs/qnet.md's V0 from one neuron's pre-simulation: ``trace`` is its (spikes, V after
+    the step) of each step (written out here from the rule's text, not from golden.py)."""
+    theta, v0 = pop.threshold, pop.v0
+    n = sum(s for s, _ in trace)
+    v_rho = trace[-1][1]
+    fired = [v for s, v in trace if s > 0]
+    quiet = [v for s, v in trace if s == 0]
+    if v_rho < 0 and n > 0:
+        return v0 - max(theta, min(fired) + 1)
+    if v_rho >= theta:
+        return v0 + (max(theta, theta + 1 - max(quiet)) if quiet else theta)
+    return v0
+
+
+# (Θ, τ, V0, T, ρ): IF (τ = 1, as conversions make it), a group neuron, ρ = 1 (the
+# first pre-simulation step is also the last) and V0 ≠ Θ/2.
+COS = [(6, 1, 3, 2, 4), (10, 3, 5, 1, 3), (4, 1, -1, 2, 1), (8, 2, 9, 1, 6)]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("lanes", [1, 3])
+@pytest.mark.parametrize("theta,tau,v0,T,rho", COS)
+def test_group_rule_calibrates(theta, tau, v0, T, rho, lanes, seed):
+    """cos: sweeps of 3 addresses (each one's statistics kept in a memory modelled here:
+    read for stage 5, written from ``stats_next`` in stage 7), step after step over
+    samples of ρ + T steps with random sums, accumulations between them; in the ρ-th step
+    V0 replaces V, by the rule's formula applied to the spikes and membranes of the steps
+    before; other steps as GN; accumulations pass through."""
+    net = _net("cos", theta, tau, v0, T, cos_steps=rho)
+    plan = EnginePlan(net, "h1", lanes)
+    pop, P, A = plan.pop, lanes, 3
+    assert plan.steps == rho + T
+    rng = random.Random(seed * 100 + theta)
+    ops = []  # (op, sums): every step's sweep of each address, for a few samples, with
+    # accumulations (and cycles without an operation) between them
+    for _sample in range(6):
+        for t in range(plan.steps):
+            for a in range(A):
+                while rng.random() < 0.4:
+                    op = {**_op(rng, plan), "kind": ACC, "valid": rng.randrange(2)}
+                    ops.append((op, [_value(rng, plan, ACC, 0) for _ in range(P)]))
+                op = {**_op(rng, plan), "kind": SWEEP, "addr": a,
+                      "last_step": int(t == plan.steps - 1), "first": int(t == 0),
+                      "calibrate": int(t == rho - 1)}
+                ops.append((op, [_value(rng, plan, SWEEP, 0) for _ in range(P)]))
+    dut = neuron_rule(plan)
+    mem = {}
+    traces = {}  # (address, lane) → this sample's (spikes, V after the step)
+    bad = []
+
+    async def bench(ctx):
+        for cycle in range(len(ops) + 2):
+            s5 = ops[cycle] if cycle < len(ops) else None
+            s6 = ops[cycle - 1] if 0 < cycle <= len(ops) else None
+            s7 = ops[cycle - 2] if 1 < cycle <= len(ops) + 1 else None
+            ctx.set(dut.s5, s5[0] if s5 else {"valid": 0})
+            ctx.set(dut.s6, s6[0] if s6 else {"valid": 0})
+            if s5:
+                for p in range(P):
+                    ctx.set(dut.val[p], s5[1][p])
+                    ctx.set(dut.stats[p].as_value(), mem.get((s5[0]["addr"], p), 0))
+            if s6 and s6[0]["kind"] == ACC:  # (passes through)
+                got = [ctx.get(dut.result[p]) for p in range(P)]
+                if got != [_wrap(v, plan.vbits) for v in s6[1]]:
+                    bad.append((cycle, "accumulation", got, s6[1]))
+            elif s6:
+                op, sums = s6
+                for p in range(P):
+                    count = sum(sums[p] >= i * theta for i in range(1, tau + 1))
+                    after = sums[p] - count * theta
+                    key = (op["addr"], p)
+                    if op["first"]:
+                        traces[key] = []
+                    traces[key].append((count, after))
+                    want = (v0 if op["last_step"] else
+                            _cos_v0(pop, traces[key]) if op["calibrate"] else after)
+                    got = (ctx.get(dut.counts[p]), ctx.get(dut.result[p]))
+                    if got != (count, want):
+                        bad.append((cycle, op["addr"], p, traces[key], got, (count, want)))
+            if s7 and s7[0]["kind"] == SWEEP:  # (the datapath writes on sweeps)
+                for p in range(P):
+                    mem[(s7[0]["addr"], p)] = ctx.get(dut.stats_next[p].as_value())
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not bad, bad[:3]
