@@ -196,3 +196,33 @@ def test_scale_section_from_its_recorded_figures(quick, tmp_path):
     assert "## Simulation at scale (recorded)" in md
     assert "verilator free/edge 25.0×, icarus free/edge 1.5×, Verilator/Icarus (free) 100×" in md
     assert "| sim-regression (samples 540) | 9.0 s | 5.0 s | **1.80×** | yes |" in md
+
+
+def test_cos_section_from_its_recorded_figures(quick, tmp_path):
+    """The offset-spike calibration section renders benchmarks/cos_hardware.py's figures
+    (next to scale.json), with COS against IF computed from them; without the file there
+    is no section."""
+    _, r = quick
+    assert "Offset-spike" not in bench.markdown(r, scale_path=tmp_path / "scale.json")
+
+    def row(method, rho, cycles, ideal, accuracy, bits, stats, build):
+        return {"model": "digits-mlp", "method": method, "rho": rho, "timesteps": 2,
+                "lanes": 1, "board": "icebreaker", "samples": 200, "exact": True,
+                "mismatches": 0, "cycles": cycles, "ideal_cycles": ideal,
+                "cycle_ratio": cycles / ideal, "accuracy": accuracy,
+                "estimate": {"logic_cells": 3600, "ffs": 2000, "bram_blocks": 25,
+                             "memory_bits": bits, "statistics_bits": stats},
+                "build": build}
+
+    rows = [row("if", 0, 1000.0, 990.0, 0.97, 50_000, 0,
+                {"logic_cells": 4000, "bram_blocks": 25, "fmax_mhz": 40.0, "seed": 1}),
+            row("cos", 8, 1500.0, 1386.0, 0.98, 60_000, 4_096,
+                {"logic_cells": 4400, "bram_blocks": 31, "fmax_mhz": 38.0, "seed": 1})]
+    (tmp_path / bench.COS_JSON).write_text(json.dumps(
+        {"command": "python benchmarks/cos_hardware.py", "when": "now", "cpus": 2,
+         "rows": rows}))
+    md = bench.markdown(r, scale_path=tmp_path / "scale.json")
+    assert "## Offset-spike calibration in hardware (recorded)" in md
+    assert "| COS(ρ=8) | yes (200 samples) | 1,500 (1,386, 1.082) | 98.00 % | 60,000 (4,096)" in md
+    assert ("- digits-mlp, COS against IF: cycles ×1.50 (ideal ×1.40), memory bits ×1.20, "
+            "accuracy +1.00 points, built logic ×1.10, block RAMs 25 → 31, Fmax ×0.95.") in md
