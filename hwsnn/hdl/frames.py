@@ -404,12 +404,6 @@ class ReplyTransmitter(wiring.Component):
         value32 = Signal(signed(32))
         m.d.comb += [value32.eq(self.values.data), self.values.addr.eq(vidx)]
         header = Cat(reply.klass, reply.cycles)
-        # The value's byte is registered: the readout RAM's read and the byte select are
-        # one path, the kind's multiplexer another (``vbyte`` and ``vidx`` move a cycle
-        # after a byte is loaded, ``pay_q`` takes the byte 5 cycles later).
-        vbyte_q, in_header = Signal(8), Signal()
-        m.d.sync += [vbyte_q.eq(value32.as_unsigned().word_select(vbyte, 8)),
-                     in_header.eq(pos < host.INFER_HEADER_LEN)]
         pay = Signal(8)
         with m.Switch(reply.kind):
             with m.Case(K_IDENTIFY):
@@ -417,10 +411,10 @@ class ReplyTransmitter(wiring.Component):
             with m.Case(K_STATUS):
                 m.d.comb += pay.eq(self.status.as_value().word_select(pos[:4], 8))
             with m.Case(K_INFER, K_INFER_PACKED):
-                with m.If(in_header):
+                with m.If(pos < host.INFER_HEADER_LEN):
                     m.d.comb += pay.eq(header.word_select(pos[:3], 8))
                 with m.Else():
-                    m.d.comb += pay.eq(vbyte_q)
+                    m.d.comb += pay.eq(value32.as_unsigned().word_select(vbyte, 8))
             with m.Case(K_ERROR):
                 m.d.comb += pay.eq(reply.code)
 
@@ -431,11 +425,10 @@ class ReplyTransmitter(wiring.Component):
         free = ~o.valid
         with m.If(o.ready):
             m.d.sync += o.valid.eq(0)
-        # (``o.payload`` still holds the byte then: it is loaded only into an empty ``o``.)
-        tcrc, sent = Signal(8), Signal()
+        tcrc, sent, sent_byte = Signal(8), Signal(), Signal(8)
         m.d.sync += sent.eq(0)
         with m.If(sent):
-            m.d.sync += tcrc.eq(crc8_update(tcrc, o.payload))
+            m.d.sync += tcrc.eq(crc8_update(tcrc, sent_byte))
 
         # Payload bytes come from a register (``pay_q``): after each byte the position
         # (a cycle later), the readout RAM's read and the byte multiplexer settle first.
@@ -446,7 +439,8 @@ class ReplyTransmitter(wiring.Component):
 
         def emit(value, then):
             with m.If(free):
-                m.d.sync += [o.valid.eq(1), o.payload.eq(value), sent.eq(1), settle.eq(0)]
+                m.d.sync += [o.valid.eq(1), o.payload.eq(value), sent.eq(1),
+                             sent_byte.eq(value), settle.eq(0)]
                 m.next = then
 
         with m.If(~settled):
