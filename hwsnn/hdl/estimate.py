@@ -52,9 +52,11 @@ ICE40_CELLS = {"base": 1544, "store": 140, "engine": 345, "lane_membrane_bit": 1
 # ECP5 LUT4s: base, per lane·membrane bit, per lane·current bit (scaled by what the deeper
 # engine pipeline placed on the ULX3S-85F, ×1.16, for the digits MLP).
 ECP5_LUTS = tuple(v * 1.16 for v in (620.0, 9.7, 6.1))
-# cos (GN engines): per lane and membrane bit, V0's two candidates and the statistics'
-# minimum and maximum (adders and comparators), V0's choice and the statistics' muxes.
-COS_LANE_BIT = 8.0
+# cos (GN engines), per lane and membrane bit: V0's two candidates and the statistics'
+# minimum and maximum (subtractors and comparators), the choices, and the forwarding
+# Yosys adds to the statistics' block RAM. Fitted to the placed digits MLP on the UP5K
+# (P = 1: 29 logic cells) and CNN on the ECP5-85F (P = 16: 22 LUT4s per lane·bit).
+COS_LANE_BIT = {"ice40": 29.0, "ecp5": 22.0}
 MAC_LUTS = 120  # ECP5: the input stage's counters, list and pass control
 LINK_LUTS = 750  # ECP5: UART link, frame parser, CRC, counters
 
@@ -243,8 +245,9 @@ def lane_registers(plan: EnginePlan, family: str, stored=()) -> int:
             low = ((i * theta) & -(i * theta)).bit_length() - 1  # V − iΘ ends like V
             total += P * (V + 2 - min(low, V + 2))
     if plan.cos_steps and plan.kind == "gn":
-        # cos: the statistics read, V0's candidates and tests, the statistics in WRITE
-        total += P * (7 * V + 11)
+        # cos: the statistics read and the sum's two tests (stage 5), the statistics and
+        # V after the spikes in WRITE
+        total += P * (5 * V + 7)
     total += queue_width(plan) + P  # the group queued, lanes sent
     return total
 
@@ -338,7 +341,7 @@ def engine_logic(plan: EnginePlan, family: str) -> float:
     if family == "ice40":
         k = ICE40_CELLS
         members = plan.pop.group_size - 1 if plan.kind == "gn" else 0
-        cos = COS_LANE_BIT * plan.vbits if plan.cos_steps and plan.kind == "gn" else 0
+        cos = COS_LANE_BIT[family] * plan.vbits if plan.cos_steps and plan.kind == "gn" else 0
         return (k["engine"] + P * (k["lane_membrane_bit"] * plan.vbits + cos
                                    + k["lane_current_bit"] * cur
                                    + k["lane_member_bit"] * members * plan.vbits)
@@ -347,7 +350,7 @@ def engine_logic(plan: EnginePlan, family: str) -> float:
     a, b, c = ECP5_LUTS
     luts = a + P * (b * plan.vbits + c * cur)
     if plan.cos_steps and plan.kind == "gn":
-        luts += P * COS_LANE_BIT * plan.vbits
+        luts += P * COS_LANE_BIT[family] * plan.vbits
     if plan.mac_lanes:
         # M multipliers (DSP blocks); per lane an accumulator and its hand-over register,
         # and the weight registers; about 120 LUTs for control.

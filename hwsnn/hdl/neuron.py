@@ -106,22 +106,24 @@ class GroupRule(NeuronRule):
         pop, theta, vbits = self.plan.pop, self.plan.pop.threshold, self.plan.vbits
         s5, s6, st = self.s5, self.s6, self.stats[p]
         wide = signed(vbits + 2)
-        # Stage 5: the candidates from the statistics so far (none before the first step).
+        # Stage 5: the statistics so far (none before the first step) registered, and the
+        # two tests of the sum.
         pf, pq = Signal(name=f"pf{p}"), Signal(name=f"pq{p}")
         mf, mq = Signal(signed(vbits), name=f"mf{p}"), Signal(signed(vbits), name=f"mq{p}")
-        down, up = Signal(wide, name=f"down{p}"), Signal(wide, name=f"up{p}")
         neg, over = Signal(name=f"neg{p}"), Signal(name=f"over{p}")
-        q = st.quiet & ~s5.first
-        m.d.sync += [pf.eq(st.fired & ~s5.first), pq.eq(q), mf.eq(st.min_fire),
-                     mq.eq(st.max_quiet),
-                     down.eq(pop.v0 - Mux(st.min_fire + 1 > theta, st.min_fire + 1, theta)),
-                     up.eq(pop.v0 + Mux(q & (theta + 1 - st.max_quiet > theta),
-                                        theta + 1 - st.max_quiet, theta)),
+        m.d.sync += [pf.eq(st.fired & ~s5.first), pq.eq(st.quiet & ~s5.first),
+                     mf.eq(st.min_fire), mq.eq(st.max_quiet),
                      neg.eq(self.val[p] < 0),
                      over.eq(self.val[p] >= (pop.group_size + 1) * theta)]
-        # Stage 6: V0 replaces V in the last pre-simulation step.
+        # Stage 6: V0 replaces V in the last pre-simulation step. down = v0 − max(Θ,
+        # min + 1) = min(v0 − Θ, v0 − 1 − min) and up = v0 + max(Θ, Θ + 1 − max) =
+        # max(v0 + Θ, v0 + Θ + 1 − max): one subtraction from a constant beside one
+        # comparison each, from registers (not from the RAM's read data).
+        down, up = Signal(wide, name=f"down{p}"), Signal(wide, name=f"up{p}")
         v0 = Signal(signed(vbits), name=f"v0cal{p}")
-        m.d.comb += v0.eq(Mux(neg & pf, down, Mux(over, up, pop.v0)))
+        m.d.comb += [down.eq(Mux(mf >= theta, pop.v0 - 1 - mf, pop.v0 - theta)),
+                     up.eq(Mux(pq & (mq < 1), pop.v0 + theta + 1 - mq, pop.v0 + theta)),
+                     v0.eq(Mux(neg & pf, down, Mux(over, up, pop.v0)))]
         # Stage 7: the statistics with this step.
         f7, k7 = Signal(name=f"f7_{p}"), Signal(signed(vbits), name=f"k7_{p}")
         pf7, pq7 = Signal(name=f"pf7_{p}"), Signal(name=f"pq7_{p}")
