@@ -465,8 +465,10 @@ def cos_table(rows: list[dict]) -> list[str]:
         if r.get("build"):
             b = r["build"]
             lk = "logic_cells" if "logic_cells" in b else "luts"
+            spram = f" + {b['spram_blocks']} SPRAM" if b.get("spram_blocks") else ""
             built = (f"{b.get(lk):,} {'LC' if lk == 'logic_cells' else 'LUT4'}, "
-                     f"{b.get('bram_blocks')}, {b['fmax_mhz']:.1f} MHz (seed {b['seed']})")
+                     f"{b.get('bram_blocks')}{spram}, {b['fmax_mhz']:.1f} MHz "
+                     f"(seed {b['seed']})")
         lines.append(
             f"| {r['model']} T={r['timesteps']}, {r['lanes']} lane"
             f"{'s' if r['lanes'] > 1 else ''}, {r['board']} | {label} | "
@@ -488,8 +490,11 @@ def cos_table(rows: list[dict]) -> list[str]:
         if a.get("build") and c.get("build"):
             ba, bc = a["build"], c["build"]
             lk = "logic_cells" if "logic_cells" in ba else "luts"
+            rams = [f"{x['bram_blocks']}" + (f" + {x['spram_blocks']} SPRAM"
+                                              if x.get("spram_blocks") else "")
+                    for x in (ba, bc)]
             parts += [f"built logic ×{bc[lk] / ba[lk]:.2f}",
-                      f"block RAMs {ba['bram_blocks']} → {bc['bram_blocks']}",
+                      f"block RAMs {rams[0]} → {rams[1]}",
                       f"Fmax ×{bc['fmax_mhz'] / ba['fmax_mhz']:.2f}"]
         lines.append(f"- {model}, COS against IF: " + ", ".join(parts) + ".")
     return lines
@@ -505,8 +510,10 @@ def cos_md(path: Path) -> list[str]:
             f"Measured by `{s['command']}` on {s['when']} ({s['cpus']} CPUs, shared), not "
             f"by the run above; figures in `{FIGURES}/{COS_JSON}`. Accuracy is the golden "
             "model's (which the design matches) on the whole test split; memory and the "
-            "estimate are what the fit check counts; ρ pre-simulation steps run in the "
-            "engines before the T steps (docs/hardware.md).", "",
+            "estimate are what the fit check counts (every weight in block RAM; where they "
+            "are more than the board has, the build moves the largest to SPRAM: `--weights "
+            "auto`); the ρ pre-simulation steps run in the engines before the T steps "
+            "(docs/hardware.md).", "",
             *cos_table(s["rows"]), ""]
 
 
