@@ -94,6 +94,15 @@ def _op(rng, plan):
             "end": rng.randrange(2), "shift": rng.randrange(16)}
 
 
+def _run(dut, bench, bad):
+    """Simulate ``bench`` on ``dut``; ``bad`` is what it found wrong."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not bad, bad[:3]
+
+
 def _check(plan, seed, rule, cycles=400):
     rng = random.Random(seed)
     dut = neuron_rule(plan)
@@ -124,11 +133,7 @@ def _check(plan, seed, rule, cycles=400):
             prev = (op, v, clamped)
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-    assert not bad, bad[:3]
+    _run(dut, bench, bad)
 
 
 # (method, Θ, τ, V0, T): IF, group neurons with V0 = Θ/2, −1 and beyond Θ (padding lanes
@@ -253,8 +258,4 @@ def test_group_rule_calibrates(theta, tau, v0, T, rho, lanes, seed):
                     mem[(s7[0]["addr"], p)] = ctx.get(dut.stats_next[p].as_value())
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-    assert not bad, bad[:3]
+    _run(dut, bench, bad)
