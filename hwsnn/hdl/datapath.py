@@ -107,7 +107,7 @@ class Datapath(wiring.Component):
         m.d.comb += [rule.val.eq(val), rule.s5.eq(st[Stage.COMPARE]),
                      rule.s6.eq(st[Stage.RULE])]
         self._write_back(m, rule)
-        if plan.cos_steps and plan.pop.kind == "gn":
+        if plan.keeps_statistics:
             self._statistics(m, rule)
         return m
 

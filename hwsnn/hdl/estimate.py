@@ -39,6 +39,7 @@ from ..boards import LOGIC_KINDS
 from ..snn.qnet import PIXEL_BITS, QNet
 from .events import EventLayout, ReadoutLayout, bits_for
 from .memmap import libmap
+from .neuron import stats_layout
 from .plan import DEFAULT_FIFO_DEPTH, EnginePlan, NetworkPlan, reader_depths
 
 # iCE40 logic cells: the host link, the network's buffers and clocking ("base"), each
@@ -166,8 +167,8 @@ def memories(net: QNet, plans: dict[str, EnginePlan],
                              distinct=cols.distinct))
         if plan.has_current:
             out.append(MemoryUse(name, "input current", A, P * plan.cbits))
-        if plan.cos_steps and plan.kind == "gn":
-            out.append(MemoryUse(name, "cos statistics", A, P * cos_stats_bits(plan)))
+        if plan.keeps_statistics:
+            out.append(MemoryUse(name, "cos statistics", A, P * stats_layout(plan).size))
         for k, proj in enumerate(plan.projections):
             cols = rom_columns(proj.init, proj.proj.weight_bits)
             out.append(MemoryUse(name, weights_name(k, proj.proj.source),
@@ -188,12 +189,6 @@ def memories(net: QNet, plans: dict[str, EnginePlan],
             out.append(MemoryUse(consumer, f"FIFO from {source}", depth - 1,
                                  _event_width(net, plans, source)))
     return out
-
-
-def cos_stats_bits(plan: EnginePlan) -> int:
-    """Bits per neuron of the cos pre-simulation statistics (``neuron.stats_layout``):
-    two flags, the lowest V after a spike and the highest V without one."""
-    return 2 + 2 * plan.vbits
 
 
 def _event_width(net: QNet, plans, source: str) -> int:
@@ -244,7 +239,7 @@ def lane_registers(plan: EnginePlan, family: str, stored=()) -> int:
         for i in range(1, plan.pop.group_size + 1):
             low = ((i * theta) & -(i * theta)).bit_length() - 1  # V − iΘ ends like V
             total += P * (V + 2 - min(low, V + 2))
-    if plan.cos_steps and plan.kind == "gn":
+    if plan.keeps_statistics:
         # cos: the statistics read and the sum's two tests (stage 5), the statistics and
         # V after the spikes in WRITE
         total += P * (5 * V + 7)
@@ -341,7 +336,7 @@ def engine_logic(plan: EnginePlan, family: str) -> float:
     if family == "ice40":
         k = ICE40_CELLS
         members = plan.pop.group_size - 1 if plan.kind == "gn" else 0
-        cos = COS_LANE_BIT[family] * plan.vbits if plan.cos_steps and plan.kind == "gn" else 0
+        cos = COS_LANE_BIT[family] * plan.vbits if plan.keeps_statistics else 0
         return (k["engine"] + P * (k["lane_membrane_bit"] * plan.vbits + cos
                                    + k["lane_current_bit"] * cur
                                    + k["lane_member_bit"] * members * plan.vbits)
@@ -349,7 +344,7 @@ def engine_logic(plan: EnginePlan, family: str) -> float:
                 + k["mac_lane_current_bit"] * plan.mac_lanes * cur)
     a, b, c = ECP5_LUTS
     luts = a + P * (b * plan.vbits + c * cur)
-    if plan.cos_steps and plan.kind == "gn":
+    if plan.keeps_statistics:
         luts += P * COS_LANE_BIT[family] * plan.vbits
     if plan.mac_lanes:
         # M multipliers (DSP blocks); per lane an accumulator and its hand-over register,

@@ -58,7 +58,7 @@ class NeuronRule(wiring.Component):
             members["values"] = Out(data.ArrayLayout(signed(plan.vbits), P))
         else:
             members["counts"] = Out(data.ArrayLayout(unsigned(bits_for(plan.out_count)), P))
-        if plan.cos_steps and plan.pop.kind == "gn":
+        if plan.keeps_statistics:
             members["stats"] = In(data.ArrayLayout(stats_layout(plan), P))
             members["stats_next"] = Out(data.ArrayLayout(stats_layout(plan), P))
         super().__init__(members)

@@ -294,6 +294,12 @@ class EnginePlan:
         return 1 if self.ilif else self.pop.group_size
 
     @property
+    def keeps_statistics(self) -> bool:
+        """A GN engine of a cos network: it keeps each neuron's pre-simulation statistics
+        and sets the calibrated V0 (``hdl.neuron``)."""
+        return bool(self.cos_steps) and self.kind == "gn"
+
+    @property
     def queue_depth(self) -> int:
         """Default output queue depth in lane groups: two sweeps' worth (with cos, the
         ρ + T sweeps of a sample, so that an engine runs a whole sample ahead of the next

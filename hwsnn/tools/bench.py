@@ -451,6 +451,12 @@ SCALE_JSON = "scale.json"  # written by benchmarks/scale.py
 COS_JSON = "cos_hardware.json"  # written by benchmarks/cos_hardware.py
 
 
+def _logic_kind(figures: dict) -> str:
+    """Which logic count ``figures`` (an estimate's or a build's) has: iCE40 logic cells
+    or ECP5 LUT4s."""
+    return "logic_cells" if "logic_cells" in figures else "luts"
+
+
 def cos_table(rows: list[dict]) -> list[str]:
     """Offset-spike calibration against IF at the same T (``benchmarks/cos_hardware.py``'s
     rows): a table of both, then the ratios per design."""
@@ -459,12 +465,12 @@ def cos_table(rows: list[dict]) -> list[str]:
              "Fmax |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         e = r["estimate"]
-        logic = e.get("logic_cells", e.get("luts"))
+        logic = e[_logic_kind(e)]
         label = f"COS(ρ={r['rho']})" if r["method"] == "cos" else r["method"].upper()
         built = "—"
         if r.get("build"):
             b = r["build"]
-            lk = "logic_cells" if "logic_cells" in b else "luts"
+            lk = _logic_kind(b)
             spram = f" + {b['spram_blocks']} SPRAM" if b.get("spram_blocks") else ""
             built = (f"{b.get(lk):,} {'LC' if lk == 'logic_cells' else 'LUT4'}, "
                      f"{b.get('bram_blocks')}{spram}, {b['fmax_mhz']:.1f} MHz "
@@ -489,7 +495,7 @@ def cos_table(rows: list[dict]) -> list[str]:
                  f"accuracy {100 * (c['accuracy'] - a['accuracy']):+.2f} points"]
         if a.get("build") and c.get("build"):
             ba, bc = a["build"], c["build"]
-            lk = "logic_cells" if "logic_cells" in ba else "luts"
+            lk = _logic_kind(ba)
             rams = [f"{x['bram_blocks']}" + (f" + {x['spram_blocks']} SPRAM"
                                               if x.get("spram_blocks") else "")
                     for x in (ba, bc)]
