@@ -1081,20 +1081,20 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
   wire [25:0] _306_;
   wire [25:0] _307_;
   wire [25:0] _308_;
-  wire [31:0] _309_;
+  wire [14:0] _309_;
   wire [14:0] _310_;
   wire [14:0] _311_;
   wire [14:0] _312_;
-  wire [14:0] _313_;
-  wire [59:0] _314_;
-  wire [75:0] _315_;
+  wire [59:0] _313_;
+  wire [75:0] _314_;
+  wire [59:0] _315_;
   wire _316_;
-  wire [59:0] _317_;
-  wire [71:0] _318_;
+  wire [71:0] _317_;
+  wire [75:0] _318_;
   wire [75:0] _319_;
-  wire [75:0] _320_;
+  wire [71:0] _320_;
   wire [71:0] _321_;
-  wire [71:0] _322_;
+  wire _322_;
   wire _323_;
   wire _324_;
   wire _325_;
@@ -1105,20 +1105,20 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
   wire _330_;
   wire _331_;
   wire _332_;
-  wire _333_;
-  wire [9:0] _334_;
-  wire [7:0] _335_;
-  wire [79:0] _336_;
-  wire [75:0] _337_;
+  wire [9:0] _333_;
+  wire [7:0] _334_;
+  wire [79:0] _335_;
+  wire [75:0] _336_;
+  wire [59:0] _337_;
   wire _338_;
   wire [59:0] _339_;
-  wire [59:0] _340_;
-  wire [71:0] _341_;
-  wire [19:0] _342_;
+  wire [71:0] _340_;
+  wire [19:0] _341_;
+  wire _342_;
   wire _343_;
-  wire _344_;
+  wire [2:0] _344_;
   wire [2:0] _345_;
-  wire [2:0] _346_;
+  wire _346_;
   wire _347_;
   wire _348_;
   wire _349_;
@@ -1166,7 +1166,7 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
   wire _391_;
   wire _392_;
   wire _393_;
-  wire _394_;
+  wire [2:0] _394_;
   wire [2:0] _395_;
   wire [2:0] _396_;
   wire [2:0] _397_;
@@ -1175,67 +1175,40 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
   wire [2:0] _400_;
   wire [2:0] _401_;
   wire [2:0] _402_;
-  wire [2:0] _403_;
+  wire _403_;
   wire _404_;
   wire _405_;
-  wire _406_;
+  wire [14:0] _406_;
   wire [14:0] _407_;
   wire [14:0] _408_;
   wire [14:0] _409_;
-  wire [14:0] _410_;
   reg [59:0] \$like  = 60'h000000000000000;
   wire [14:0] \$like[0] ;
   wire [14:0] \$like[1] ;
   wire [14:0] \$like[2] ;
   wire [14:0] \$like[3] ;
   reg [75:0] \$signal  = 76'h0000000000000000000;
-  reg [59:0] \$signal$21  = 60'h000000000000000;
-  wire [14:0] \$signal$21[0] ;
-  wire [14:0] \$signal$21[1] ;
-  wire [14:0] \$signal$21[2] ;
-  wire [14:0] \$signal$21[3] ;
-  reg [9:0] \$signal$41  = 10'h000;
-  reg [7:0] \$signal$42  = 8'h00;
-  wire [19:0] \$signal$50 ;
-  wire [11:0] \$signal$50.counts ;
-  wire [2:0] \$signal$50.counts[0] ;
-  wire [2:0] \$signal$50.counts[1] ;
-  wire [2:0] \$signal$50.counts[2] ;
-  wire [2:0] \$signal$50.counts[3] ;
-  wire \$signal$50.end ;
-  wire \$signal$50.g ;
-  wire [2:0] \$signal$50.x ;
-  wire [2:0] \$signal$50.y ;
+  reg [59:0] \$signal$25  = 60'h000000000000000;
+  wire [14:0] \$signal$25[0] ;
+  wire [14:0] \$signal$25[1] ;
+  wire [14:0] \$signal$25[2] ;
+  wire [14:0] \$signal$25[3] ;
+  reg [9:0] \$signal$45  = 10'h000;
+  reg [7:0] \$signal$46  = 8'h00;
+  wire [19:0] \$signal$54 ;
+  wire [11:0] \$signal$54.counts ;
+  wire [2:0] \$signal$54.counts[0] ;
+  wire [2:0] \$signal$54.counts[1] ;
+  wire [2:0] \$signal$54.counts[2] ;
+  wire [2:0] \$signal$54.counts[3] ;
+  wire \$signal$54.end ;
+  wire \$signal$54.g ;
+  wire [2:0] \$signal$54.x ;
+  wire [2:0] \$signal$54.y ;
   wire [18:0] \$signal[0] ;
   wire [18:0] \$signal[1] ;
   wire [18:0] \$signal[2] ;
   wire [18:0] \$signal[3] ;
-  wire [6:0] \$signature__addr ;
-  wire [6:0] \$signature__addr$59 ;
-  wire [6:0] \$signature__addr$63 ;
-  wire [6:0] \$signature__addr$66 ;
-  wire [75:0] \$signature__data ;
-  wire [71:0] \$signature__data$24 ;
-  wire [17:0] \$signature__data$24[0] ;
-  wire [17:0] \$signature__data$24[1] ;
-  wire [17:0] \$signature__data$24[2] ;
-  wire [17:0] \$signature__data$24[3] ;
-  wire [75:0] \$signature__data$64 ;
-  wire [18:0] \$signature__data$64[0] ;
-  wire [18:0] \$signature__data$64[1] ;
-  wire [18:0] \$signature__data$64[2] ;
-  wire [18:0] \$signature__data$64[3] ;
-  wire [71:0] \$signature__data$67 ;
-  wire [17:0] \$signature__data$67[0] ;
-  wire [17:0] \$signature__data$67[1] ;
-  wire [17:0] \$signature__data$67[2] ;
-  wire [17:0] \$signature__data$67[3] ;
-  wire [18:0] \$signature__data[0] ;
-  wire [18:0] \$signature__data[1] ;
-  wire [18:0] \$signature__data[2] ;
-  wire [18:0] \$signature__data[3] ;
-  wire \$signature__en ;
-  wire \$signature__en$68 ;
   reg [59:0] addend = 60'h000000000000000;
   wire [14:0] \addend[0] ;
   wire [14:0] \addend[1] ;
@@ -1246,17 +1219,30 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
   wire [14:0] \b6[1] ;
   wire [14:0] \b6[2] ;
   wire [14:0] \b6[3] ;
-  wire b_rd__addr;
-  wire [59:0] b_rd__data;
-  wire [14:0] \b_rd__data[0] ;
-  wire [14:0] \b_rd__data[1] ;
-  wire [14:0] \b_rd__data[2] ;
-  wire [14:0] \b_rd__data[3] ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [59:0] b_rd = 60'h000000000000000;
+  wire [14:0] \b_rd[0] ;
+  wire [14:0] \b_rd[1] ;
+  wire [14:0] \b_rd[2] ;
+  wire [14:0] \b_rd[3] ;
   reg [71:0] c_raw = 72'h000000000000000000;
   wire [17:0] \c_raw[0] ;
   wire [17:0] \c_raw[1] ;
   wire [17:0] \c_raw[2] ;
   wire [17:0] \c_raw[3] ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [71:0] c_rd = 72'h000000000000000000;
+  wire [17:0] \c_rd[0] ;
+  wire [17:0] \c_rd[1] ;
+  wire [17:0] \c_rd[2] ;
+  wire [17:0] \c_rd[3] ;
+  wire [6:0] c_wr__addr;
+  wire [71:0] c_wr__data;
+  wire [17:0] \c_wr__data[0] ;
+  wire [17:0] \c_wr__data[1] ;
+  wire [17:0] \c_wr__data[2] ;
+  wire [17:0] \c_wr__data[3] ;
+  wire c_wr__en;
   input clk;
   wire clk;
   wire [11:0] counts;
@@ -1321,6 +1307,30 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
   wire [4:0] \ops__payload.waddr ;
   input ops__valid;
   wire ops__valid;
+  wire [4:0] port__addr;
+  wire [6:0] \port__addr$61 ;
+  wire \port__addr$62 ;
+  wire [6:0] \port__addr$63 ;
+  wire [31:0] port__data;
+  wire [75:0] \port__data$21 ;
+  wire [18:0] \port__data$21[0] ;
+  wire [18:0] \port__data$21[1] ;
+  wire [18:0] \port__data$21[2] ;
+  wire [18:0] \port__data$21[3] ;
+  wire [59:0] \port__data$23 ;
+  wire [14:0] \port__data$23[0] ;
+  wire [14:0] \port__data$23[1] ;
+  wire [14:0] \port__data$23[2] ;
+  wire [14:0] \port__data$23[3] ;
+  wire [71:0] \port__data$27 ;
+  wire [17:0] \port__data$27[0] ;
+  wire [17:0] \port__data$27[1] ;
+  wire [17:0] \port__data$27[2] ;
+  wire [17:0] \port__data$27[3] ;
+  wire [7:0] \port__data[0] ;
+  wire [7:0] \port__data[1] ;
+  wire [7:0] \port__data[2] ;
+  wire [7:0] \port__data[3] ;
   reg pos0 = 1'h0;
   reg [2:0] pos1 = 3'h0;
   reg [2:0] pos2 = 3'h0;
@@ -1348,12 +1358,6 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
   wire [19:0] \r[1] ;
   wire [19:0] \r[2] ;
   wire [19:0] \r[3] ;
-  wire [4:0] rd__addr;
-  wire [31:0] rd__data;
-  wire [7:0] \rd__data[0] ;
-  wire [7:0] \rd__data[1] ;
-  wire [7:0] \rd__data[2] ;
-  wire [7:0] \rd__data[3] ;
   reg [75:0] res7 = 76'h0000000000000000000;
   wire [18:0] \res7[0] ;
   wire [18:0] \res7[1] ;
@@ -1524,6 +1528,19 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
   wire \st7.valid ;
   (* unused_bits = "0 1 2 3 4" *)
   wire [4:0] \st7.waddr ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [75:0] v_rd = 76'h0000000000000000000;
+  wire [18:0] \v_rd[0] ;
+  wire [18:0] \v_rd[1] ;
+  wire [18:0] \v_rd[2] ;
+  wire [18:0] \v_rd[3] ;
+  wire [6:0] v_wr__addr;
+  wire [75:0] v_wr__data;
+  wire [18:0] \v_wr__data[0] ;
+  wire [18:0] \v_wr__data[1] ;
+  wire [18:0] \v_wr__data[2] ;
+  wire [18:0] \v_wr__data[3] ;
+  wire v_wr__en;
   wire [79:0] val;
   reg [79:0] val5 = 80'h00000000000000000000;
   wire [19:0] \val5[0] ;
@@ -1534,6 +1551,13 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
   wire [19:0] \val[1] ;
   wire [19:0] \val[2] ;
   wire [19:0] \val[3] ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [31:0] w0_0 = 32'd0;
+  wire [7:0] \w0_0[0] ;
+  wire [7:0] \w0_0[1] ;
+  wire [7:0] \w0_0[2] ;
+  wire [7:0] \w0_0[3] ;
+  (* hwsnn_no_init = 32'd1 *)
   reg [31:0] w1_0 = 32'd0;
   wire [7:0] \w1_0[0] ;
   wire [7:0] \w1_0[1] ;
@@ -1548,11 +1572,8 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
     bmem[0] = 60'h7839657492995b3;
     bmem[1] = 60'ha9ec630abd187bb;
   end
-  reg [59:0] _875_;
-  always @(posedge clk) begin
-    _875_ <= bmem[st2[25]];
-  end
-  assign b_rd__data = _875_;
+  assign \port__data$23  = bmem[st2[25]];
+  (* no_rw_check = 32'd1 *)
   reg [71:0] cmem [127:0];
   initial begin
     cmem[0] = 72'h0f073d95d0494c15b3;
@@ -1685,14 +1706,11 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
     cmem[127] = 72'hf53d818c2f5e8c07bb;
   end
   always @(posedge clk) begin
-    if (\$signature__en$68 )
+    if (c_wr__en)
       cmem[st7[10:4]] <= cres7;
   end
-  reg [71:0] _876_;
-  always @(posedge clk) begin
-    _876_ <= cmem[st2[10:4]];
-  end
-  assign \$signature__data$24  = _876_;
+  assign \port__data$27  = cmem[st2[10:4]];
+  (* no_rw_check = 32'd1 *)
   reg [75:0] vmem [127:0];
   initial begin
     vmem[0] = 76'h01054020a804150082a;
@@ -1825,14 +1843,10 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
     vmem[127] = 76'h01054020a804150082a;
   end
   always @(posedge clk) begin
-    if (\$signature__en )
+    if (v_wr__en)
       vmem[st7[10:4]] <= res7;
   end
-  reg [75:0] _877_;
-  always @(posedge clk) begin
-    _877_ <= vmem[st2[10:4]];
-  end
-  assign \$signature__data  = _877_;
+  assign \port__data$21  = vmem[st2[10:4]];
   reg [31:0] wrom0 [17:0];
   initial begin
     wrom0[0] = 32'd2747731760;
@@ -1854,11 +1868,7 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
     wrom0[16] = 32'd3509209049;
     wrom0[17] = 32'd3503154106;
   end
-  reg [31:0] _878_;
-  always @(posedge clk) begin
-    _878_ <= wrom0[st0[15:11]];
-  end
-  assign rd__data = _878_;
+  assign port__data = wrom0[st0[15:11]];
   assign _000_ = $signed(w1_0[7:0]) << st2[20:18];
   assign _093_ = $signed(w1_0[15:8]) << st2[20:18];
   assign _192_ = $signed(w1_0[23:16]) << st2[20:18];
@@ -1896,54 +1906,54 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
   assign _316_ = st4[1] & st4[22];
   assign _327_ = _296_ | _316_;
   assign _338_ = st4[0] & _327_;
-  assign _347_ = _276_ & _338_;
-  assign _348_ = st2[10:4] == st5[10:4];
-  assign _349_ = ! st5[1];
-  assign _350_ = _349_ & st5[2];
-  assign _351_ = ~ _350_;
-  assign _352_ = st5[0] & _351_;
-  assign _353_ = _348_ & _352_;
-  assign _354_ = st2[10:4] == st5[10:4];
-  assign _355_ = ! st5[1];
-  assign _356_ = _355_ & st5[2];
-  assign _357_ = st5[1] & st5[22];
-  assign _358_ = _356_ | _357_;
-  assign _359_ = st5[0] & _358_;
-  assign _360_ = _354_ & _359_;
-  assign _361_ = st2[10:4] == st6[10:4];
-  assign _362_ = ! st6[1];
-  assign _363_ = _362_ & st6[2];
-  assign _364_ = ~ _363_;
-  assign _365_ = st6[0] & _364_;
-  assign _366_ = _361_ & _365_;
-  assign _367_ = st2[10:4] == st6[10:4];
-  assign _368_ = ! st6[1];
-  assign _369_ = _368_ & st6[2];
-  assign _370_ = st6[1] & st6[22];
-  assign _371_ = _369_ | _370_;
-  assign _372_ = st6[0] & _371_;
-  assign _373_ = _367_ & _372_;
-  assign _374_ = st2[10:4] == st7[10:4];
-  assign _375_ = ! st7[1];
-  assign _376_ = _375_ & st7[2];
-  assign _377_ = ~ _376_;
-  assign _378_ = st7[0] & _377_;
-  assign _379_ = _374_ & _378_;
-  assign _380_ = st2[10:4] == st7[10:4];
-  assign _381_ = ! st7[1];
-  assign _382_ = _381_ & st7[2];
-  assign _383_ = st7[1] & st7[22];
-  assign _384_ = _382_ | _383_;
-  assign _385_ = st7[0] & _384_;
-  assign _386_ = _380_ & _385_;
-  assign _387_ = ! st3[1];
-  assign _388_ = _387_ & st3[2];
-  assign _389_ = ~ _388_;
-  assign _390_ = hit_v1 & _389_;
-  assign _391_ = ! st3[1];
-  assign _392_ = _391_ & st3[2];
-  assign _393_ = hit_c1 & _392_;
-  assign _394_ = _390_ | _393_;
+  assign _346_ = _276_ & _338_;
+  assign _347_ = st2[10:4] == st5[10:4];
+  assign _348_ = ! st5[1];
+  assign _349_ = _348_ & st5[2];
+  assign _350_ = ~ _349_;
+  assign _351_ = st5[0] & _350_;
+  assign _352_ = _347_ & _351_;
+  assign _353_ = st2[10:4] == st5[10:4];
+  assign _354_ = ! st5[1];
+  assign _355_ = _354_ & st5[2];
+  assign _356_ = st5[1] & st5[22];
+  assign _357_ = _355_ | _356_;
+  assign _358_ = st5[0] & _357_;
+  assign _359_ = _353_ & _358_;
+  assign _360_ = st2[10:4] == st6[10:4];
+  assign _361_ = ! st6[1];
+  assign _362_ = _361_ & st6[2];
+  assign _363_ = ~ _362_;
+  assign _364_ = st6[0] & _363_;
+  assign _365_ = _360_ & _364_;
+  assign _366_ = st2[10:4] == st6[10:4];
+  assign _367_ = ! st6[1];
+  assign _368_ = _367_ & st6[2];
+  assign _369_ = st6[1] & st6[22];
+  assign _370_ = _368_ | _369_;
+  assign _371_ = st6[0] & _370_;
+  assign _372_ = _366_ & _371_;
+  assign _373_ = st2[10:4] == st7[10:4];
+  assign _374_ = ! st7[1];
+  assign _375_ = _374_ & st7[2];
+  assign _376_ = ~ _375_;
+  assign _377_ = st7[0] & _376_;
+  assign _378_ = _373_ & _377_;
+  assign _379_ = st2[10:4] == st7[10:4];
+  assign _380_ = ! st7[1];
+  assign _381_ = _380_ & st7[2];
+  assign _382_ = st7[1] & st7[22];
+  assign _383_ = _381_ | _382_;
+  assign _384_ = st7[0] & _383_;
+  assign _385_ = _379_ & _384_;
+  assign _386_ = ! st3[1];
+  assign _387_ = _386_ & st3[2];
+  assign _388_ = ~ _387_;
+  assign _389_ = hit_v1 & _388_;
+  assign _390_ = ! st3[1];
+  assign _391_ = _390_ & st3[2];
+  assign _392_ = hit_c1 & _391_;
+  assign _393_ = _389_ | _392_;
   assign _002_ = ~ hit_v1;
   assign _003_ = hit_v2 & _002_;
   assign _004_ = ! st3[1];
@@ -2044,144 +2054,144 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
   assign _112_ = _111_ | hit_c5;
   assign _113_ = ~ _112_;
   assign _114_ = _113_ & st3[1];
-  assign _115_ = \$signal$41 [0] ? val5[19:0] : 20'h00000;
-  assign _116_ = \$signal$41 [1] ? r6[19:0] : 20'h00000;
+  assign _115_ = \$signal$45 [0] ? val5[19:0] : 20'h00000;
+  assign _116_ = \$signal$45 [1] ? r6[19:0] : 20'h00000;
   assign _117_ = _115_ | _116_;
-  assign _118_ = \$signal$41 [2] ? res7[18:0] : 19'h00000;
+  assign _118_ = \$signal$45 [2] ? res7[18:0] : 19'h00000;
   assign _119_ = _117_ | { _118_[18], _118_ };
-  assign _120_ = \$signal$41 [3] ? res8[18:0] : 19'h00000;
+  assign _120_ = \$signal$45 [3] ? res8[18:0] : 19'h00000;
   assign _121_ = _119_ | { _120_[18], _120_ };
-  assign _122_ = \$signal$41 [4] ? res9[18:0] : 19'h00000;
+  assign _122_ = \$signal$45 [4] ? res9[18:0] : 19'h00000;
   assign _123_ = _121_ | { _122_[18], _122_ };
-  assign _124_ = \$signal$41 [5] ? \$signal [18:0] : 19'h00000;
+  assign _124_ = \$signal$45 [5] ? \$signal [18:0] : 19'h00000;
   assign _125_ = _123_ | { _124_[18], _124_ };
-  assign _127_ = \$signal$41 [6] ? cres7[17:0] : 18'h00000;
+  assign _127_ = \$signal$45 [6] ? cres7[17:0] : 18'h00000;
   assign _128_ = _125_ | { _127_[17], _127_[17], _127_ };
-  assign _129_ = \$signal$41 [7] ? cres8[17:0] : 18'h00000;
+  assign _129_ = \$signal$45 [7] ? cres8[17:0] : 18'h00000;
   assign _130_ = _128_ | { _129_[17], _129_[17], _129_ };
-  assign _131_ = \$signal$41 [8] ? cres9[17:0] : 18'h00000;
+  assign _131_ = \$signal$45 [8] ? cres9[17:0] : 18'h00000;
   assign _132_ = _130_ | { _131_[17], _131_[17], _131_ };
-  assign _133_ = \$signal$41 [9] ? c_raw[17:0] : 18'h00000;
+  assign _133_ = \$signal$45 [9] ? c_raw[17:0] : 18'h00000;
   assign _134_ = _132_ | { _133_[17], _133_[17], _133_ };
-  assign _135_ = \$signal$42 [0] ? addend[14:0] : 15'h0000;
-  assign _136_ = \$signal$42 [1] ? \$signal$21 [14:0] : 15'h0000;
+  assign _135_ = \$signal$46 [0] ? addend[14:0] : 15'h0000;
+  assign _136_ = \$signal$46 [1] ? \$signal$25 [14:0] : 15'h0000;
   assign _138_ = _135_ | _136_;
-  assign _139_ = \$signal$42 [2] ? val5[19:0] : 20'h00000;
+  assign _139_ = \$signal$46 [2] ? val5[19:0] : 20'h00000;
   assign _140_ = { _138_[14], _138_[14], _138_[14], _138_[14], _138_[14], _138_ } | _139_;
-  assign _141_ = \$signal$42 [3] ? r6[19:0] : 20'h00000;
+  assign _141_ = \$signal$46 [3] ? r6[19:0] : 20'h00000;
   assign _142_ = _140_ | _141_;
-  assign _143_ = \$signal$42 [4] ? cres7[17:0] : 18'h00000;
+  assign _143_ = \$signal$46 [4] ? cres7[17:0] : 18'h00000;
   assign _144_ = _142_ | { _143_[17], _143_[17], _143_ };
-  assign _145_ = \$signal$42 [5] ? cres8[17:0] : 18'h00000;
+  assign _145_ = \$signal$46 [5] ? cres8[17:0] : 18'h00000;
   assign _146_ = _144_ | { _145_[17], _145_[17], _145_ };
-  assign _147_ = \$signal$42 [6] ? cres9[17:0] : 18'h00000;
+  assign _147_ = \$signal$46 [6] ? cres9[17:0] : 18'h00000;
   assign _149_ = _146_ | { _147_[17], _147_[17], _147_ };
-  assign _150_ = \$signal$42 [7] ? c_raw[17:0] : 18'h00000;
+  assign _150_ = \$signal$46 [7] ? c_raw[17:0] : 18'h00000;
   assign _151_ = _149_ | { _150_[17], _150_[17], _150_ };
   assign _152_ = $signed(_134_) + $signed(_151_);
-  assign _153_ = \$signal$41 [0] ? val5[39:20] : 20'h00000;
-  assign _154_ = \$signal$41 [1] ? r6[39:20] : 20'h00000;
+  assign _153_ = \$signal$45 [0] ? val5[39:20] : 20'h00000;
+  assign _154_ = \$signal$45 [1] ? r6[39:20] : 20'h00000;
   assign _155_ = _153_ | _154_;
-  assign _156_ = \$signal$41 [2] ? res7[37:19] : 19'h00000;
+  assign _156_ = \$signal$45 [2] ? res7[37:19] : 19'h00000;
   assign _157_ = _155_ | { _156_[18], _156_ };
-  assign _158_ = \$signal$41 [3] ? res8[37:19] : 19'h00000;
+  assign _158_ = \$signal$45 [3] ? res8[37:19] : 19'h00000;
   assign _160_ = _157_ | { _158_[18], _158_ };
-  assign _161_ = \$signal$41 [4] ? res9[37:19] : 19'h00000;
+  assign _161_ = \$signal$45 [4] ? res9[37:19] : 19'h00000;
   assign _162_ = _160_ | { _161_[18], _161_ };
-  assign _163_ = \$signal$41 [5] ? \$signal [37:19] : 19'h00000;
+  assign _163_ = \$signal$45 [5] ? \$signal [37:19] : 19'h00000;
   assign _164_ = _162_ | { _163_[18], _163_ };
-  assign _165_ = \$signal$41 [6] ? cres7[35:18] : 18'h00000;
+  assign _165_ = \$signal$45 [6] ? cres7[35:18] : 18'h00000;
   assign _166_ = _164_ | { _165_[17], _165_[17], _165_ };
-  assign _167_ = \$signal$41 [7] ? cres8[35:18] : 18'h00000;
+  assign _167_ = \$signal$45 [7] ? cres8[35:18] : 18'h00000;
   assign _168_ = _166_ | { _167_[17], _167_[17], _167_ };
-  assign _169_ = \$signal$41 [8] ? cres9[35:18] : 18'h00000;
+  assign _169_ = \$signal$45 [8] ? cres9[35:18] : 18'h00000;
   assign _171_ = _168_ | { _169_[17], _169_[17], _169_ };
-  assign _172_ = \$signal$41 [9] ? c_raw[35:18] : 18'h00000;
+  assign _172_ = \$signal$45 [9] ? c_raw[35:18] : 18'h00000;
   assign _173_ = _171_ | { _172_[17], _172_[17], _172_ };
-  assign _174_ = \$signal$42 [0] ? addend[29:15] : 15'h0000;
-  assign _175_ = \$signal$42 [1] ? \$signal$21 [29:15] : 15'h0000;
+  assign _174_ = \$signal$46 [0] ? addend[29:15] : 15'h0000;
+  assign _175_ = \$signal$46 [1] ? \$signal$25 [29:15] : 15'h0000;
   assign _176_ = _174_ | _175_;
-  assign _177_ = \$signal$42 [2] ? val5[39:20] : 20'h00000;
+  assign _177_ = \$signal$46 [2] ? val5[39:20] : 20'h00000;
   assign _178_ = { _176_[14], _176_[14], _176_[14], _176_[14], _176_[14], _176_ } | _177_;
-  assign _179_ = \$signal$42 [3] ? r6[39:20] : 20'h00000;
+  assign _179_ = \$signal$46 [3] ? r6[39:20] : 20'h00000;
   assign _180_ = _178_ | _179_;
-  assign _182_ = \$signal$42 [4] ? cres7[35:18] : 18'h00000;
+  assign _182_ = \$signal$46 [4] ? cres7[35:18] : 18'h00000;
   assign _183_ = _180_ | { _182_[17], _182_[17], _182_ };
-  assign _184_ = \$signal$42 [5] ? cres8[35:18] : 18'h00000;
+  assign _184_ = \$signal$46 [5] ? cres8[35:18] : 18'h00000;
   assign _185_ = _183_ | { _184_[17], _184_[17], _184_ };
-  assign _186_ = \$signal$42 [6] ? cres9[35:18] : 18'h00000;
+  assign _186_ = \$signal$46 [6] ? cres9[35:18] : 18'h00000;
   assign _187_ = _185_ | { _186_[17], _186_[17], _186_ };
-  assign _188_ = \$signal$42 [7] ? c_raw[35:18] : 18'h00000;
+  assign _188_ = \$signal$46 [7] ? c_raw[35:18] : 18'h00000;
   assign _189_ = _187_ | { _188_[17], _188_[17], _188_ };
   assign _190_ = $signed(_173_) + $signed(_189_);
-  assign _191_ = \$signal$41 [0] ? val5[59:40] : 20'h00000;
-  assign _194_ = \$signal$41 [1] ? r6[59:40] : 20'h00000;
+  assign _191_ = \$signal$45 [0] ? val5[59:40] : 20'h00000;
+  assign _194_ = \$signal$45 [1] ? r6[59:40] : 20'h00000;
   assign _195_ = _191_ | _194_;
-  assign _196_ = \$signal$41 [2] ? res7[56:38] : 19'h00000;
+  assign _196_ = \$signal$45 [2] ? res7[56:38] : 19'h00000;
   assign _197_ = _195_ | { _196_[18], _196_ };
-  assign _198_ = \$signal$41 [3] ? res8[56:38] : 19'h00000;
+  assign _198_ = \$signal$45 [3] ? res8[56:38] : 19'h00000;
   assign _199_ = _197_ | { _198_[18], _198_ };
-  assign _200_ = \$signal$41 [4] ? res9[56:38] : 19'h00000;
+  assign _200_ = \$signal$45 [4] ? res9[56:38] : 19'h00000;
   assign _201_ = _199_ | { _200_[18], _200_ };
-  assign _202_ = \$signal$41 [5] ? \$signal [56:38] : 19'h00000;
+  assign _202_ = \$signal$45 [5] ? \$signal [56:38] : 19'h00000;
   assign _203_ = _201_ | { _202_[18], _202_ };
-  assign _205_ = \$signal$41 [6] ? cres7[53:36] : 18'h00000;
+  assign _205_ = \$signal$45 [6] ? cres7[53:36] : 18'h00000;
   assign _206_ = _203_ | { _205_[17], _205_[17], _205_ };
-  assign _207_ = \$signal$41 [7] ? cres8[53:36] : 18'h00000;
+  assign _207_ = \$signal$45 [7] ? cres8[53:36] : 18'h00000;
   assign _208_ = _206_ | { _207_[17], _207_[17], _207_ };
-  assign _209_ = \$signal$41 [8] ? cres9[53:36] : 18'h00000;
+  assign _209_ = \$signal$45 [8] ? cres9[53:36] : 18'h00000;
   assign _210_ = _208_ | { _209_[17], _209_[17], _209_ };
-  assign _211_ = \$signal$41 [9] ? c_raw[53:36] : 18'h00000;
+  assign _211_ = \$signal$45 [9] ? c_raw[53:36] : 18'h00000;
   assign _212_ = _210_ | { _211_[17], _211_[17], _211_ };
-  assign _213_ = \$signal$42 [0] ? addend[44:30] : 15'h0000;
-  assign _214_ = \$signal$42 [1] ? \$signal$21 [44:30] : 15'h0000;
+  assign _213_ = \$signal$46 [0] ? addend[44:30] : 15'h0000;
+  assign _214_ = \$signal$46 [1] ? \$signal$25 [44:30] : 15'h0000;
   assign _216_ = _213_ | _214_;
-  assign _217_ = \$signal$42 [2] ? val5[59:40] : 20'h00000;
+  assign _217_ = \$signal$46 [2] ? val5[59:40] : 20'h00000;
   assign _218_ = { _216_[14], _216_[14], _216_[14], _216_[14], _216_[14], _216_ } | _217_;
-  assign _219_ = \$signal$42 [3] ? r6[59:40] : 20'h00000;
+  assign _219_ = \$signal$46 [3] ? r6[59:40] : 20'h00000;
   assign _220_ = _218_ | _219_;
-  assign _221_ = \$signal$42 [4] ? cres7[53:36] : 18'h00000;
+  assign _221_ = \$signal$46 [4] ? cres7[53:36] : 18'h00000;
   assign _222_ = _220_ | { _221_[17], _221_[17], _221_ };
-  assign _223_ = \$signal$42 [5] ? cres8[53:36] : 18'h00000;
+  assign _223_ = \$signal$46 [5] ? cres8[53:36] : 18'h00000;
   assign _224_ = _222_ | { _223_[17], _223_[17], _223_ };
-  assign _225_ = \$signal$42 [6] ? cres9[53:36] : 18'h00000;
+  assign _225_ = \$signal$46 [6] ? cres9[53:36] : 18'h00000;
   assign _227_ = _224_ | { _225_[17], _225_[17], _225_ };
-  assign _228_ = \$signal$42 [7] ? c_raw[53:36] : 18'h00000;
+  assign _228_ = \$signal$46 [7] ? c_raw[53:36] : 18'h00000;
   assign _229_ = _227_ | { _228_[17], _228_[17], _228_ };
   assign _230_ = $signed(_212_) + $signed(_229_);
-  assign _231_ = \$signal$41 [0] ? val5[79:60] : 20'h00000;
-  assign _232_ = \$signal$41 [1] ? r6[79:60] : 20'h00000;
+  assign _231_ = \$signal$45 [0] ? val5[79:60] : 20'h00000;
+  assign _232_ = \$signal$45 [1] ? r6[79:60] : 20'h00000;
   assign _233_ = _231_ | _232_;
-  assign _234_ = \$signal$41 [2] ? res7[75:57] : 19'h00000;
+  assign _234_ = \$signal$45 [2] ? res7[75:57] : 19'h00000;
   assign _235_ = _233_ | { _234_[18], _234_ };
-  assign _236_ = \$signal$41 [3] ? res8[75:57] : 19'h00000;
+  assign _236_ = \$signal$45 [3] ? res8[75:57] : 19'h00000;
   assign _238_ = _235_ | { _236_[18], _236_ };
-  assign _239_ = \$signal$41 [4] ? res9[75:57] : 19'h00000;
+  assign _239_ = \$signal$45 [4] ? res9[75:57] : 19'h00000;
   assign _240_ = _238_ | { _239_[18], _239_ };
-  assign _241_ = \$signal$41 [5] ? \$signal [75:57] : 19'h00000;
+  assign _241_ = \$signal$45 [5] ? \$signal [75:57] : 19'h00000;
   assign _242_ = _240_ | { _241_[18], _241_ };
-  assign _243_ = \$signal$41 [6] ? cres7[71:54] : 18'h00000;
+  assign _243_ = \$signal$45 [6] ? cres7[71:54] : 18'h00000;
   assign _244_ = _242_ | { _243_[17], _243_[17], _243_ };
-  assign _245_ = \$signal$41 [7] ? cres8[71:54] : 18'h00000;
+  assign _245_ = \$signal$45 [7] ? cres8[71:54] : 18'h00000;
   assign _246_ = _244_ | { _245_[17], _245_[17], _245_ };
-  assign _247_ = \$signal$41 [8] ? cres9[71:54] : 18'h00000;
+  assign _247_ = \$signal$45 [8] ? cres9[71:54] : 18'h00000;
   assign _249_ = _246_ | { _247_[17], _247_[17], _247_ };
-  assign _250_ = \$signal$41 [9] ? c_raw[71:54] : 18'h00000;
+  assign _250_ = \$signal$45 [9] ? c_raw[71:54] : 18'h00000;
   assign _251_ = _249_ | { _250_[17], _250_[17], _250_ };
-  assign _252_ = \$signal$42 [0] ? addend[59:45] : 15'h0000;
-  assign _253_ = \$signal$42 [1] ? \$signal$21 [59:45] : 15'h0000;
+  assign _252_ = \$signal$46 [0] ? addend[59:45] : 15'h0000;
+  assign _253_ = \$signal$46 [1] ? \$signal$25 [59:45] : 15'h0000;
   assign _254_ = _252_ | _253_;
-  assign _255_ = \$signal$42 [2] ? val5[79:60] : 20'h00000;
+  assign _255_ = \$signal$46 [2] ? val5[79:60] : 20'h00000;
   assign _256_ = { _254_[14], _254_[14], _254_[14], _254_[14], _254_[14], _254_ } | _255_;
-  assign _257_ = \$signal$42 [3] ? r6[79:60] : 20'h00000;
+  assign _257_ = \$signal$46 [3] ? r6[79:60] : 20'h00000;
   assign _258_ = _256_ | _257_;
-  assign _260_ = \$signal$42 [4] ? cres7[71:54] : 18'h00000;
+  assign _260_ = \$signal$46 [4] ? cres7[71:54] : 18'h00000;
   assign _261_ = _258_ | { _260_[17], _260_[17], _260_ };
-  assign _262_ = \$signal$42 [5] ? cres8[71:54] : 18'h00000;
+  assign _262_ = \$signal$46 [5] ? cres8[71:54] : 18'h00000;
   assign _263_ = _261_ | { _262_[17], _262_[17], _262_ };
-  assign _264_ = \$signal$42 [6] ? cres9[71:54] : 18'h00000;
+  assign _264_ = \$signal$46 [6] ? cres9[71:54] : 18'h00000;
   assign _265_ = _263_ | { _264_[17], _264_[17], _264_ };
-  assign _266_ = \$signal$42 [7] ? c_raw[71:54] : 18'h00000;
+  assign _266_ = \$signal$46 [7] ? c_raw[71:54] : 18'h00000;
   assign _267_ = _265_ | { _266_[17], _266_[17], _266_ };
   assign _268_ = $signed(_251_) + $signed(_267_);
   assign _270_ = st6[1] ? { b6[14], b6[14], b6[14], b6[14], b6[14], b6[14:0] } : r6[19:0];
@@ -2202,13 +2212,13 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
   assign _287_ = _286_ & st7[2];
   assign _288_ = ~ _287_;
   assign _289_ = st7[0] & _288_;
-  assign { _290_[3:1], \$signature__en  } = _289_ ? 4'hf : 4'h0;
+  assign { _290_[3:1], v_wr__en } = _289_ ? 4'hf : 4'h0;
   assign _291_ = ! st7[1];
   assign _292_ = _291_ & st7[2];
   assign _293_ = st7[1] & st7[22];
   assign _294_ = _292_ | _293_;
   assign _297_ = st7[0] & _294_;
-  assign { _298_[3:1], \$signature__en$68  } = _297_ ? 4'hf : 4'h0;
+  assign { _298_[3:1], c_wr__en } = _297_ ? 4'hf : 4'h0;
   assign _299_ = st7[0] & st7[1];
   assign _300_ = ~ push7;
   assign dropped = _299_ & _300_;
@@ -2229,135 +2239,142 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
   always @(posedge clk)
     st7 <= _308_;
   always @(posedge clk)
-    w1_0 <= _309_;
+    w0_0 <= port__data;
   always @(posedge clk)
-    w2_0_0 <= _310_;
+    w1_0 <= w0_0;
   always @(posedge clk)
-    w2_0_1 <= _311_;
+    w2_0_0 <= _309_;
   always @(posedge clk)
-    w2_0_2 <= _312_;
+    w2_0_1 <= _310_;
   always @(posedge clk)
-    w2_0_3 <= _313_;
+    w2_0_2 <= _311_;
   always @(posedge clk)
-    addend <= _314_;
+    w2_0_3 <= _312_;
   always @(posedge clk)
-    \$signal  <= _315_;
+    addend <= _313_;
   always @(posedge clk)
-    \$signal$21  <= _317_;
+    v_rd <= \port__data$21 ;
   always @(posedge clk)
-    c_raw <= _318_;
+    b_rd <= \port__data$23 ;
   always @(posedge clk)
-    res8 <= _319_;
+    \$signal  <= _314_;
   always @(posedge clk)
-    res9 <= _320_;
+    \$signal$25  <= _315_;
   always @(posedge clk)
-    cres8 <= _321_;
+    c_rd <= \port__data$27 ;
   always @(posedge clk)
-    cres9 <= _322_;
+    c_raw <= _317_;
   always @(posedge clk)
-    hit_v1 <= _323_;
+    res8 <= _318_;
   always @(posedge clk)
-    hit_c1 <= _324_;
+    res9 <= _319_;
   always @(posedge clk)
-    hit_v2 <= _325_;
+    cres8 <= _320_;
   always @(posedge clk)
-    hit_c2 <= _326_;
+    cres9 <= _321_;
   always @(posedge clk)
-    hit_v3 <= _328_;
+    hit_v1 <= _322_;
   always @(posedge clk)
-    hit_c3 <= _329_;
+    hit_c1 <= _323_;
   always @(posedge clk)
-    hit_v4 <= _330_;
+    hit_v2 <= _324_;
   always @(posedge clk)
-    hit_c4 <= _331_;
+    hit_c2 <= _325_;
   always @(posedge clk)
-    hit_v5 <= _332_;
+    hit_v3 <= _326_;
   always @(posedge clk)
-    hit_c5 <= _333_;
+    hit_c3 <= _328_;
   always @(posedge clk)
-    \$signal$41  <= _334_;
+    hit_v4 <= _329_;
   always @(posedge clk)
-    \$signal$42  <= _335_;
+    hit_c4 <= _330_;
   always @(posedge clk)
-    val5 <= _336_;
+    hit_v5 <= _331_;
   always @(posedge clk)
-    res7 <= _337_;
+    hit_c5 <= _332_;
   always @(posedge clk)
-    \$like  <= _339_;
+    \$signal$45  <= _333_;
   always @(posedge clk)
-    b6 <= _340_;
+    \$signal$46  <= _334_;
   always @(posedge clk)
-    cres7 <= _341_;
+    val5 <= _335_;
   always @(posedge clk)
-    entry7 <= _342_;
+    res7 <= _336_;
   always @(posedge clk)
-    push7 <= _343_;
+    \$like  <= _337_;
   always @(posedge clk)
-    pos0 <= _344_;
+    b6 <= _339_;
   always @(posedge clk)
-    pos1 <= _345_;
+    cres7 <= _340_;
   always @(posedge clk)
-    pos2 <= _346_;
-  assign _395_ = _281_ ? (* full_case = 32'd1 *) 3'h0 : _282_[2:0];
-  assign _396_ = _280_ ? _395_ : pos2;
-  assign _397_ = pos0 ? _396_ : pos2;
-  assign _398_ = st7[24] ? (* full_case = 32'd1 *) 3'h0 : _397_;
-  assign _399_ = _279_ ? _398_ : pos2;
-  assign _346_ = rst ? 3'h0 : _399_;
-  assign _400_ = _280_ ? (* full_case = 32'd1 *) 3'h0 : _283_[2:0];
-  assign _401_ = pos0 ? _400_ : pos1;
-  assign _402_ = st7[24] ? (* full_case = 32'd1 *) 3'h0 : _401_;
-  assign _403_ = _279_ ? _402_ : pos1;
-  assign _345_ = rst ? 3'h0 : _403_;
-  assign _404_ = pos0 ? (* full_case = 32'd1 *) 1'h0 : _284_[0];
-  assign _405_ = st7[24] ? (* full_case = 32'd1 *) 1'h0 : _404_;
-  assign _406_ = _279_ ? _405_ : pos0;
-  assign _344_ = rst ? 1'h0 : _406_;
-  assign _343_ = rst ? 1'h0 : _278_;
-  assign _342_ = rst ? 20'h00000 : { st6[24], 7'h00, counts };
-  assign _341_[71:54] = rst ? 18'h00000 : _273_[17:0];
-  assign _341_[35:18] = rst ? 18'h00000 : _271_[17:0];
-  assign _341_[17:0] = rst ? 18'h00000 : _270_[17:0];
-  assign _341_[53:36] = rst ? 18'h00000 : _272_[17:0];
-  assign _340_ = rst ? 60'h000000000000000 : \$like ;
-  assign _339_ = rst ? 60'h000000000000000 : \$signal$21 ;
-  assign _337_ = rst ? 76'h0000000000000000000 : result;
-  assign _336_[79:60] = rst ? 20'h00000 : _268_[19:0];
-  assign _336_[39:20] = rst ? 20'h00000 : _190_[19:0];
-  assign _336_[19:0] = rst ? 20'h00000 : _152_[19:0];
-  assign _336_[59:40] = rst ? 20'h00000 : _230_[19:0];
-  assign _335_ = rst ? 8'h00 : { _114_, _107_, _101_, _095_, _089_, _085_, 1'h0, _084_ };
-  assign _334_ = rst ? 10'h000 : { _083_, _074_, _065_, _057_, _051_, _041_, _031_, _022_, _014_, _394_ };
-  assign _333_ = rst ? 1'h0 : _386_;
-  assign _332_ = rst ? 1'h0 : _379_;
-  assign _331_ = rst ? 1'h0 : _373_;
-  assign _330_ = rst ? 1'h0 : _366_;
-  assign _329_ = rst ? 1'h0 : _360_;
-  assign _328_ = rst ? 1'h0 : _353_;
-  assign _326_ = rst ? 1'h0 : _347_;
-  assign _325_ = rst ? 1'h0 : _248_;
-  assign _324_ = rst ? 1'h0 : _159_;
-  assign _323_ = rst ? 1'h0 : _069_;
-  assign _322_ = rst ? 72'h000000000000000000 : cres8;
-  assign _321_ = rst ? 72'h000000000000000000 : cres7;
-  assign _320_ = rst ? 76'h0000000000000000000 : res8;
-  assign _319_ = rst ? 76'h0000000000000000000 : res7;
-  assign _318_ = rst ? 72'h000000000000000000 : \$signature__data$24 ;
-  assign _317_ = rst ? 60'h000000000000000 : b_rd__data;
-  assign _315_ = rst ? 76'h0000000000000000000 : \$signature__data ;
-  assign _407_ = st3[16] ? addend[59:45] : w2_0_3;
-  assign _314_[59:45] = rst ? 15'h0000 : _407_;
-  assign _408_ = st3[16] ? addend[29:15] : w2_0_1;
-  assign _314_[29:15] = rst ? 15'h0000 : _408_;
-  assign _409_ = st3[16] ? addend[14:0] : w2_0_0;
-  assign _314_[14:0] = rst ? 15'h0000 : _409_;
-  assign _410_ = st3[16] ? addend[44:30] : w2_0_2;
-  assign _314_[44:30] = rst ? 15'h0000 : _410_;
-  assign _313_ = rst ? 15'h0000 : _295_;
-  assign _312_ = rst ? 15'h0000 : _192_;
-  assign _311_ = rst ? 15'h0000 : _093_;
-  assign _310_ = rst ? 15'h0000 : _000_;
-  assign _309_ = rst ? 32'd0 : rd__data;
+    entry7 <= _341_;
+  always @(posedge clk)
+    push7 <= _342_;
+  always @(posedge clk)
+    pos0 <= _343_;
+  always @(posedge clk)
+    pos1 <= _344_;
+  always @(posedge clk)
+    pos2 <= _345_;
+  assign _394_ = _281_ ? (* full_case = 32'd1 *) 3'h0 : _282_[2:0];
+  assign _395_ = _280_ ? _394_ : pos2;
+  assign _396_ = pos0 ? _395_ : pos2;
+  assign _397_ = st7[24] ? (* full_case = 32'd1 *) 3'h0 : _396_;
+  assign _398_ = _279_ ? _397_ : pos2;
+  assign _345_ = rst ? 3'h0 : _398_;
+  assign _399_ = _280_ ? (* full_case = 32'd1 *) 3'h0 : _283_[2:0];
+  assign _400_ = pos0 ? _399_ : pos1;
+  assign _401_ = st7[24] ? (* full_case = 32'd1 *) 3'h0 : _400_;
+  assign _402_ = _279_ ? _401_ : pos1;
+  assign _344_ = rst ? 3'h0 : _402_;
+  assign _403_ = pos0 ? (* full_case = 32'd1 *) 1'h0 : _284_[0];
+  assign _404_ = st7[24] ? (* full_case = 32'd1 *) 1'h0 : _403_;
+  assign _405_ = _279_ ? _404_ : pos0;
+  assign _343_ = rst ? 1'h0 : _405_;
+  assign _342_ = rst ? 1'h0 : _278_;
+  assign _341_ = rst ? 20'h00000 : { st6[24], 7'h00, counts };
+  assign _340_[71:54] = rst ? 18'h00000 : _273_[17:0];
+  assign _340_[35:18] = rst ? 18'h00000 : _271_[17:0];
+  assign _340_[17:0] = rst ? 18'h00000 : _270_[17:0];
+  assign _340_[53:36] = rst ? 18'h00000 : _272_[17:0];
+  assign _339_ = rst ? 60'h000000000000000 : \$like ;
+  assign _337_ = rst ? 60'h000000000000000 : \$signal$25 ;
+  assign _336_ = rst ? 76'h0000000000000000000 : result;
+  assign _335_[79:60] = rst ? 20'h00000 : _268_[19:0];
+  assign _335_[39:20] = rst ? 20'h00000 : _190_[19:0];
+  assign _335_[19:0] = rst ? 20'h00000 : _152_[19:0];
+  assign _335_[59:40] = rst ? 20'h00000 : _230_[19:0];
+  assign _334_ = rst ? 8'h00 : { _114_, _107_, _101_, _095_, _089_, _085_, 1'h0, _084_ };
+  assign _333_ = rst ? 10'h000 : { _083_, _074_, _065_, _057_, _051_, _041_, _031_, _022_, _014_, _393_ };
+  assign _332_ = rst ? 1'h0 : _385_;
+  assign _331_ = rst ? 1'h0 : _378_;
+  assign _330_ = rst ? 1'h0 : _372_;
+  assign _329_ = rst ? 1'h0 : _365_;
+  assign _328_ = rst ? 1'h0 : _359_;
+  assign _326_ = rst ? 1'h0 : _352_;
+  assign _325_ = rst ? 1'h0 : _346_;
+  assign _324_ = rst ? 1'h0 : _248_;
+  assign _323_ = rst ? 1'h0 : _159_;
+  assign _322_ = rst ? 1'h0 : _069_;
+  assign _321_ = rst ? 72'h000000000000000000 : cres8;
+  assign _320_ = rst ? 72'h000000000000000000 : cres7;
+  assign _319_ = rst ? 76'h0000000000000000000 : res8;
+  assign _318_ = rst ? 76'h0000000000000000000 : res7;
+  assign _317_ = rst ? 72'h000000000000000000 : c_rd;
+  assign _315_ = rst ? 60'h000000000000000 : b_rd;
+  assign _314_ = rst ? 76'h0000000000000000000 : v_rd;
+  assign _406_ = st3[16] ? addend[59:45] : w2_0_3;
+  assign _313_[59:45] = rst ? 15'h0000 : _406_;
+  assign _407_ = st3[16] ? addend[29:15] : w2_0_1;
+  assign _313_[29:15] = rst ? 15'h0000 : _407_;
+  assign _408_ = st3[16] ? addend[14:0] : w2_0_0;
+  assign _313_[14:0] = rst ? 15'h0000 : _408_;
+  assign _409_ = st3[16] ? addend[44:30] : w2_0_2;
+  assign _313_[44:30] = rst ? 15'h0000 : _409_;
+  assign _312_ = rst ? 15'h0000 : _295_;
+  assign _311_ = rst ? 15'h0000 : _192_;
+  assign _310_ = rst ? 15'h0000 : _093_;
+  assign _309_ = rst ? 15'h0000 : _000_;
   assign _308_ = rst ? 26'h0000000 : st6;
   assign _307_ = rst ? 26'h0000000 : st5;
   assign _306_ = rst ? 26'h0000000 : st4;
@@ -2390,15 +2407,15 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
   assign \counts[2]  = counts[8:6];
   assign \counts[1]  = counts[5:3];
   assign \counts[0]  = counts[2:0];
-  assign \$signal$50.end  = st6[24];
-  assign \$signal$50.x  = 3'h0;
-  assign \$signal$50.y  = 3'h0;
-  assign \$signal$50.g  = 1'h0;
-  assign \$signal$50.counts[3]  = counts[11:9];
-  assign \$signal$50.counts[2]  = counts[8:6];
-  assign \$signal$50.counts[1]  = counts[5:3];
-  assign \$signal$50.counts[0]  = counts[2:0];
-  assign \$signal$50.counts  = counts;
+  assign \$signal$54.end  = st6[24];
+  assign \$signal$54.x  = 3'h0;
+  assign \$signal$54.y  = 3'h0;
+  assign \$signal$54.g  = 1'h0;
+  assign \$signal$54.counts[3]  = counts[11:9];
+  assign \$signal$54.counts[2]  = counts[8:6];
+  assign \$signal$54.counts[1]  = counts[5:3];
+  assign \$signal$54.counts[0]  = counts[2:0];
+  assign \$signal$54.counts  = counts;
   assign \entry7.end  = entry7[19];
   assign \entry7.x  = entry7[18:16];
   assign \entry7.y  = entry7[15:13];
@@ -2456,42 +2473,58 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
   assign \res8[2]  = res8[56:38];
   assign \res8[1]  = res8[37:19];
   assign \res8[0]  = res8[18:0];
-  assign \$signature__data$24[3]  = \$signature__data$24 [71:54];
-  assign \$signature__data$24[2]  = \$signature__data$24 [53:36];
-  assign \$signature__data$24[1]  = \$signature__data$24 [35:18];
-  assign \$signature__data$24[0]  = \$signature__data$24 [17:0];
   assign \c_raw[3]  = c_raw[71:54];
   assign \c_raw[2]  = c_raw[53:36];
   assign \c_raw[1]  = c_raw[35:18];
   assign \c_raw[0]  = c_raw[17:0];
-  assign \b_rd__data[3]  = b_rd__data[59:45];
-  assign \b_rd__data[2]  = b_rd__data[44:30];
-  assign \b_rd__data[1]  = b_rd__data[29:15];
-  assign \b_rd__data[0]  = b_rd__data[14:0];
-  assign \$signal$21[3]  = \$signal$21 [59:45];
-  assign \$signal$21[2]  = \$signal$21 [44:30];
-  assign \$signal$21[1]  = \$signal$21 [29:15];
-  assign \$signal$21[0]  = \$signal$21 [14:0];
-  assign \$signature__data[3]  = \$signature__data [75:57];
-  assign \$signature__data[2]  = \$signature__data [56:38];
-  assign \$signature__data[1]  = \$signature__data [37:19];
-  assign \$signature__data[0]  = \$signature__data [18:0];
+  assign \port__data$27[3]  = \port__data$27 [71:54];
+  assign \port__data$27[2]  = \port__data$27 [53:36];
+  assign \port__data$27[1]  = \port__data$27 [35:18];
+  assign \port__data$27[0]  = \port__data$27 [17:0];
+  assign \c_rd[3]  = c_rd[71:54];
+  assign \c_rd[2]  = c_rd[53:36];
+  assign \c_rd[1]  = c_rd[35:18];
+  assign \c_rd[0]  = c_rd[17:0];
+  assign \$signal$25[3]  = \$signal$25 [59:45];
+  assign \$signal$25[2]  = \$signal$25 [44:30];
+  assign \$signal$25[1]  = \$signal$25 [29:15];
+  assign \$signal$25[0]  = \$signal$25 [14:0];
   assign \$signal[3]  = \$signal [75:57];
   assign \$signal[2]  = \$signal [56:38];
   assign \$signal[1]  = \$signal [37:19];
   assign \$signal[0]  = \$signal [18:0];
+  assign \port__data$23[3]  = \port__data$23 [59:45];
+  assign \port__data$23[2]  = \port__data$23 [44:30];
+  assign \port__data$23[1]  = \port__data$23 [29:15];
+  assign \port__data$23[0]  = \port__data$23 [14:0];
+  assign \b_rd[3]  = b_rd[59:45];
+  assign \b_rd[2]  = b_rd[44:30];
+  assign \b_rd[1]  = b_rd[29:15];
+  assign \b_rd[0]  = b_rd[14:0];
+  assign \port__data$21[3]  = \port__data$21 [75:57];
+  assign \port__data$21[2]  = \port__data$21 [56:38];
+  assign \port__data$21[1]  = \port__data$21 [37:19];
+  assign \port__data$21[0]  = \port__data$21 [18:0];
+  assign \v_rd[3]  = v_rd[75:57];
+  assign \v_rd[2]  = v_rd[56:38];
+  assign \v_rd[1]  = v_rd[37:19];
+  assign \v_rd[0]  = v_rd[18:0];
   assign \addend[3]  = addend[59:45];
   assign \addend[2]  = addend[44:30];
   assign \addend[1]  = addend[29:15];
   assign \addend[0]  = addend[14:0];
-  assign \rd__data[3]  = rd__data[31:24];
-  assign \rd__data[2]  = rd__data[23:16];
-  assign \rd__data[1]  = rd__data[15:8];
-  assign \rd__data[0]  = rd__data[7:0];
   assign \w1_0[3]  = w1_0[31:24];
   assign \w1_0[2]  = w1_0[23:16];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[0]  = w1_0[7:0];
+  assign \port__data[3]  = port__data[31:24];
+  assign \port__data[2]  = port__data[23:16];
+  assign \port__data[1]  = port__data[15:8];
+  assign \port__data[0]  = port__data[7:0];
+  assign \w0_0[3]  = w0_0[31:24];
+  assign \w0_0[2]  = w0_0[23:16];
+  assign \w0_0[1]  = w0_0[15:8];
+  assign \w0_0[0]  = w0_0[7:0];
   assign \st7.bias_g  = st7[25];
   assign \st7.end  = st7[24];
   assign \st7.fire_k  = st7[23];
@@ -2608,8 +2641,8 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
   assign \st0.cur  = st0[2];
   assign \st0.kind  = st0[1];
   assign \st0.valid  = st0[0];
-  assign _298_[0] = \$signature__en$68 ;
-  assign _290_[0] = \$signature__en ;
+  assign _298_[0] = c_wr__en;
+  assign _290_[0] = v_wr__en;
   assign \push__payload.end  = entry7[19];
   assign \push__payload.x  = pos1;
   assign \push__payload.y  = pos2;
@@ -2619,14 +2652,14 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
   assign \push__payload.counts[1]  = entry7[5:3];
   assign \push__payload.counts[0]  = entry7[2:0];
   assign \push__payload.counts  = entry7[11:0];
-  assign \$signature__data$67[3]  = cres7[71:54];
-  assign \$signature__data$67[2]  = cres7[53:36];
-  assign \$signature__data$67[1]  = cres7[35:18];
-  assign \$signature__data$67[0]  = cres7[17:0];
-  assign \$signature__data$64[3]  = res7[75:57];
-  assign \$signature__data$64[2]  = res7[56:38];
-  assign \$signature__data$64[1]  = res7[37:19];
-  assign \$signature__data$64[0]  = res7[18:0];
+  assign \c_wr__data[3]  = cres7[71:54];
+  assign \c_wr__data[2]  = cres7[53:36];
+  assign \c_wr__data[1]  = cres7[35:18];
+  assign \c_wr__data[0]  = cres7[17:0];
+  assign \v_wr__data[3]  = res7[75:57];
+  assign \v_wr__data[2]  = res7[56:38];
+  assign \v_wr__data[1]  = res7[37:19];
+  assign \v_wr__data[0]  = res7[18:0];
   assign \s6.bias_g  = st6[25];
   assign \s6.end  = st6[24];
   assign \s6.fire_k  = st6[23];
@@ -2648,18 +2681,18 @@ module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payl
   assign \s5.count  = st5[17];
   assign push__payload = { entry7[19], pos1, pos2, pos0, entry7[11:0] };
   assign push__valid = push7;
-  assign \$signature__data$67  = cres7;
-  assign \$signature__addr$66  = st7[10:4];
-  assign \$signature__data$64  = res7;
-  assign \$signature__addr$63  = st7[10:4];
+  assign c_wr__data = cres7;
+  assign c_wr__addr = st7[10:4];
+  assign v_wr__data = res7;
+  assign v_wr__addr = st7[10:4];
   assign s6 = st6;
   assign s5 = st5;
   assign val = val5;
-  assign \$signature__addr$59  = st2[10:4];
-  assign b_rd__addr = st2[25];
-  assign \$signature__addr  = st2[10:4];
-  assign rd__addr = st0[15:11];
-  assign \$signal$50  = { st6[24], 7'h00, counts };
+  assign \port__addr$63  = st2[10:4];
+  assign \port__addr$62  = st2[25];
+  assign \port__addr$61  = st2[10:4];
+  assign port__addr = st0[15:11];
+  assign \$signal$54  = { st6[24], 7'h00, counts };
   assign r = r6;
 endmodule
 
@@ -6459,22 +6492,22 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
   wire [33:0] _262_;
   wire [33:0] _263_;
   wire [33:0] _264_;
-  wire [31:0] _265_;
+  wire [10:0] _265_;
   wire [10:0] _266_;
   wire [10:0] _267_;
   wire [10:0] _268_;
-  wire [10:0] _269_;
+  wire [11:0] _269_;
   wire [11:0] _270_;
   wire [11:0] _271_;
   wire [11:0] _272_;
-  wire [11:0] _273_;
-  wire [47:0] _274_;
-  wire [59:0] _275_;
-  wire [47:0] _276_;
+  wire [47:0] _273_;
+  wire [59:0] _274_;
+  wire [47:0] _275_;
+  wire [59:0] _276_;
   wire [59:0] _277_;
-  wire [59:0] _278_;
-  wire [11:0] _279_;
-  wire [3:0] _280_;
+  wire [11:0] _278_;
+  wire [3:0] _279_;
+  wire _280_;
   wire _281_;
   wire _282_;
   wire _283_;
@@ -6486,23 +6519,23 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
   (* unused_bits = "12" *)
   wire [12:0] _289_;
   wire _290_;
-  wire _291_;
-  wire [9:0] _292_;
-  wire [7:0] _293_;
-  wire [63:0] _294_;
-  wire [59:0] _295_;
-  wire [20:0] _296_;
-  wire _297_;
-  wire [1:0] _298_;
+  wire [9:0] _291_;
+  wire [7:0] _292_;
+  wire [63:0] _293_;
+  wire [59:0] _294_;
+  wire [20:0] _295_;
+  wire _296_;
+  wire [1:0] _297_;
+  wire [2:0] _298_;
   wire [2:0] _299_;
-  wire [2:0] _300_;
-  wire [11:0] _301_;
+  wire [11:0] _300_;
   (* unused_bits = "12" *)
-  wire [12:0] _302_;
-  wire [11:0] _303_;
+  wire [12:0] _301_;
+  wire [11:0] _302_;
   (* unused_bits = "12" *)
-  wire [12:0] _304_;
-  wire [8:0] _305_;
+  wire [12:0] _303_;
+  wire [8:0] _304_;
+  wire _305_;
   wire _306_;
   wire _307_;
   wire _308_;
@@ -6512,8 +6545,8 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
   wire _312_;
   wire _313_;
   wire _314_;
-  wire _315_;
-  wire [10:0] _316_;
+  wire [10:0] _315_;
+  wire _316_;
   wire _317_;
   wire _318_;
   wire _319_;
@@ -6532,8 +6565,8 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
   wire _332_;
   wire _333_;
   wire _334_;
-  wire _335_;
-  wire [8:0] _336_;
+  wire [8:0] _335_;
+  wire _336_;
   wire _337_;
   wire _338_;
   wire _339_;
@@ -6542,8 +6575,8 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
   wire _342_;
   wire _343_;
   wire _344_;
-  wire _345_;
-  wire [9:0] _346_;
+  wire [9:0] _345_;
+  wire _346_;
   wire _347_;
   wire _348_;
   wire _349_;
@@ -6552,7 +6585,7 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
   wire _352_;
   wire _353_;
   wire _354_;
-  wire _355_;
+  wire [2:0] _355_;
   wire [2:0] _356_;
   wire [2:0] _357_;
   wire [2:0] _358_;
@@ -6561,14 +6594,13 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
   wire [2:0] _361_;
   wire [2:0] _362_;
   wire [2:0] _363_;
-  wire [2:0] _364_;
+  wire [1:0] _364_;
   wire [1:0] _365_;
   wire [1:0] _366_;
-  wire [1:0] _367_;
+  wire [11:0] _367_;
   wire [11:0] _368_;
   wire [11:0] _369_;
   wire [11:0] _370_;
-  wire [11:0] _371_;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47" *)
   wire [47:0] \$like ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
@@ -6580,42 +6612,29 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \$like[3] ;
   reg [59:0] \$signal  = 60'h000000000000000;
-  reg [47:0] \$signal$25  = 48'h000000000000;
-  wire [11:0] \$signal$25[0] ;
-  wire [11:0] \$signal$25[1] ;
-  wire [11:0] \$signal$25[2] ;
-  wire [11:0] \$signal$25[3] ;
+  reg [47:0] \$signal$29  = 48'h000000000000;
+  wire [11:0] \$signal$29[0] ;
+  wire [11:0] \$signal$29[1] ;
+  wire [11:0] \$signal$29[2] ;
+  wire [11:0] \$signal$29[3] ;
   (* unused_bits = "6 9" *)
-  reg [9:0] \$signal$43  = 10'h000;
+  reg [9:0] \$signal$46  = 10'h000;
   (* unused_bits = "4 7" *)
-  reg [7:0] \$signal$44  = 8'h00;
-  wire [20:0] \$signal$52 ;
-  wire [11:0] \$signal$52.counts ;
-  wire [2:0] \$signal$52.counts[0] ;
-  wire [2:0] \$signal$52.counts[1] ;
-  wire [2:0] \$signal$52.counts[2] ;
-  wire [2:0] \$signal$52.counts[3] ;
-  wire \$signal$52.end ;
-  wire [1:0] \$signal$52.g ;
-  wire [2:0] \$signal$52.x ;
-  wire [2:0] \$signal$52.y ;
+  reg [7:0] \$signal$47  = 8'h00;
+  wire [20:0] \$signal$55 ;
+  wire [11:0] \$signal$55.counts ;
+  wire [2:0] \$signal$55.counts[0] ;
+  wire [2:0] \$signal$55.counts[1] ;
+  wire [2:0] \$signal$55.counts[2] ;
+  wire [2:0] \$signal$55.counts[3] ;
+  wire \$signal$55.end ;
+  wire [1:0] \$signal$55.g ;
+  wire [2:0] \$signal$55.x ;
+  wire [2:0] \$signal$55.y ;
   wire [14:0] \$signal[0] ;
   wire [14:0] \$signal[1] ;
   wire [14:0] \$signal[2] ;
   wire [14:0] \$signal[3] ;
-  wire [7:0] \$signature__addr ;
-  wire [7:0] \$signature__addr$65 ;
-  wire [59:0] \$signature__data ;
-  wire [59:0] \$signature__data$66 ;
-  wire [14:0] \$signature__data$66[0] ;
-  wire [14:0] \$signature__data$66[1] ;
-  wire [14:0] \$signature__data$66[2] ;
-  wire [14:0] \$signature__data$66[3] ;
-  wire [14:0] \$signature__data[0] ;
-  wire [14:0] \$signature__data[1] ;
-  wire [14:0] \$signature__data[2] ;
-  wire [14:0] \$signature__data[3] ;
-  wire \$signature__en ;
   reg [47:0] addend = 48'h000000000000;
   wire [11:0] \addend[0] ;
   wire [11:0] \addend[1] ;
@@ -6631,12 +6650,12 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
   wire [11:0] \b6[2] ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \b6[3] ;
-  wire [1:0] b_rd__addr;
-  wire [47:0] b_rd__data;
-  wire [11:0] \b_rd__data[0] ;
-  wire [11:0] \b_rd__data[1] ;
-  wire [11:0] \b_rd__data[2] ;
-  wire [11:0] \b_rd__data[3] ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [47:0] b_rd = 48'h000000000000;
+  wire [11:0] \b_rd[0] ;
+  wire [11:0] \b_rd[1] ;
+  wire [11:0] \b_rd[2] ;
+  wire [11:0] \b_rd[3] ;
   wire [3:0] c_raw;
   wire \c_raw[0] ;
   wire \c_raw[1] ;
@@ -6706,6 +6725,24 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
   wire [8:0] \ops__payload.waddr ;
   input ops__valid;
   wire ops__valid;
+  wire [8:0] port__addr;
+  wire [7:0] \port__addr$62 ;
+  wire [1:0] \port__addr$63 ;
+  wire [31:0] port__data;
+  wire [59:0] \port__data$25 ;
+  wire [14:0] \port__data$25[0] ;
+  wire [14:0] \port__data$25[1] ;
+  wire [14:0] \port__data$25[2] ;
+  wire [14:0] \port__data$25[3] ;
+  wire [47:0] \port__data$27 ;
+  wire [11:0] \port__data$27[0] ;
+  wire [11:0] \port__data$27[1] ;
+  wire [11:0] \port__data$27[2] ;
+  wire [11:0] \port__data$27[3] ;
+  wire [7:0] \port__data[0] ;
+  wire [7:0] \port__data[1] ;
+  wire [7:0] \port__data[2] ;
+  wire [7:0] \port__data[3] ;
   reg [1:0] pos0 = 2'h0;
   reg [2:0] pos1 = 3'h0;
   reg [2:0] pos2 = 3'h0;
@@ -6733,12 +6770,6 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
   wire [15:0] \r[1] ;
   wire [15:0] \r[2] ;
   wire [15:0] \r[3] ;
-  wire [8:0] rd__addr;
-  wire [31:0] rd__data;
-  wire [7:0] \rd__data[0] ;
-  wire [7:0] \rd__data[1] ;
-  wire [7:0] \rd__data[2] ;
-  wire [7:0] \rd__data[3] ;
   reg [59:0] res7 = 60'h000000000000000;
   wire [14:0] \res7[0] ;
   wire [14:0] \res7[1] ;
@@ -6909,6 +6940,19 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
   wire \st7.valid ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \st7.waddr ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [59:0] v_rd = 60'h000000000000000;
+  wire [14:0] \v_rd[0] ;
+  wire [14:0] \v_rd[1] ;
+  wire [14:0] \v_rd[2] ;
+  wire [14:0] \v_rd[3] ;
+  wire [7:0] v_wr__addr;
+  wire [59:0] v_wr__data;
+  wire [14:0] \v_wr__data[0] ;
+  wire [14:0] \v_wr__data[1] ;
+  wire [14:0] \v_wr__data[2] ;
+  wire [14:0] \v_wr__data[3] ;
+  wire v_wr__en;
   wire [63:0] val;
   reg [63:0] val5 = 64'h0000000000000000;
   wire [15:0] \val5[0] ;
@@ -6919,6 +6963,13 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
   wire [15:0] \val[1] ;
   wire [15:0] \val[2] ;
   wire [15:0] \val[3] ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [31:0] w0_0 = 32'd0;
+  wire [7:0] \w0_0[0] ;
+  wire [7:0] \w0_0[1] ;
+  wire [7:0] \w0_0[2] ;
+  wire [7:0] \w0_0[3] ;
+  (* hwsnn_no_init = 32'd1 *)
   reg [31:0] w1_0 = 32'd0;
   wire [7:0] \w1_0[0] ;
   wire [7:0] \w1_0[1] ;
@@ -6939,11 +6990,8 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
     bmem[2] = 48'hf8316a1d7e7d;
     bmem[3] = 48'hfe2402dd82a4;
   end
-  reg [47:0] _794_;
-  always @(posedge clk) begin
-    _794_ <= bmem[st2[33:32]];
-  end
-  assign b_rd__data = _794_;
+  assign \port__data$27  = bmem[st2[33:32]];
+  (* no_rw_check = 32'd1 *)
   reg [59:0] vmem [255:0];
   initial begin
     vmem[0] = 60'h009001200240048;
@@ -7204,14 +7252,10 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
     vmem[255] = 60'h009001200240048;
   end
   always @(posedge clk) begin
-    if (\$signature__en )
+    if (v_wr__en)
       vmem[st7[11:4]] <= res7;
   end
-  reg [59:0] _795_;
-  always @(posedge clk) begin
-    _795_ <= vmem[st2[11:4]];
-  end
-  assign \$signature__data  = _795_;
+  assign \port__data$25  = vmem[st2[11:4]];
   reg [31:0] wrom0 [287:0];
   initial begin
     wrom0[0] = 32'd802951396;
@@ -7503,19 +7547,15 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
     wrom0[286] = 32'd4225959125;
     wrom0[287] = 32'd1375588650;
   end
-  reg [31:0] _796_;
-  always @(posedge clk) begin
-    _796_ <= wrom0[st0[20:12]];
-  end
-  assign rd__data = _796_;
+  assign port__data = wrom0[st0[20:12]];
   assign _092_ = st2[22] ? { w1_0[7], w1_0[7:0] } : 9'h000;
   assign _180_ = $signed(1'h0) + $signed(_092_);
-  assign _305_ = st2[23] ? { w1_0[7:0], 1'h0 } : 9'h000;
-  assign _316_ = $signed(_180_) + $signed(_305_);
-  assign _336_ = st2[22] ? { w1_0[15], w1_0[15:8] } : 9'h000;
-  assign _346_ = $signed(1'h0) + $signed(_336_);
+  assign _304_ = st2[23] ? { w1_0[7:0], 1'h0 } : 9'h000;
+  assign _315_ = $signed(_180_) + $signed(_304_);
+  assign _335_ = st2[22] ? { w1_0[15], w1_0[15:8] } : 9'h000;
+  assign _345_ = $signed(1'h0) + $signed(_335_);
   assign _009_ = st2[23] ? { w1_0[15:8], 1'h0 } : 9'h000;
-  assign _020_ = $signed(_346_) + $signed(_009_);
+  assign _020_ = $signed(_345_) + $signed(_009_);
   assign _036_ = st2[22] ? { w1_0[23], w1_0[23:16] } : 9'h000;
   assign _045_ = $signed(1'h0) + $signed(_036_);
   assign _064_ = st2[23] ? { w1_0[23:16], 1'h0 } : 9'h000;
@@ -7534,59 +7574,59 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
   assign _231_ = $signed(1'h0) + $signed(_223_);
   assign _248_ = $signed(1'h0) + $signed(w2_0_0_0);
   assign _258_ = $signed(_248_) + $signed(w2_0_2_0);
-  assign _279_ = $signed(1'h0) + $signed(w2_0_0_1);
-  assign _289_ = $signed(_279_) + $signed(w2_0_2_1);
-  assign _301_ = $signed(1'h0) + $signed(w2_0_0_2);
-  assign _302_ = $signed(_301_) + $signed(w2_0_2_2);
-  assign _303_ = $signed(1'h0) + $signed(w2_0_0_3);
-  assign _304_ = $signed(_303_) + $signed(w2_0_2_3);
-  assign _306_ = st2[11:4] == st3[11:4];
-  assign _307_ = ! st3[1];
-  assign _308_ = _306_ & _307_;
-  assign _309_ = ! st3[1];
-  assign _310_ = _309_ & st3[2];
-  assign _311_ = ~ _310_;
-  assign _312_ = st3[0] & _311_;
-  assign _313_ = _308_ & _312_;
-  assign _314_ = st2[11:4] == st3[11:4];
-  assign _315_ = ! st3[1];
-  assign _317_ = _314_ & _315_;
-  assign _318_ = ! st3[1];
-  assign _319_ = _318_ & st3[2];
-  assign _320_ = st3[1] & st3[29];
-  assign _321_ = _319_ | _320_;
-  assign _322_ = st3[0] & _321_;
-  assign _323_ = _317_ & _322_;
-  assign _324_ = st2[11:4] == st4[11:4];
-  assign _325_ = ! st4[1];
-  assign _326_ = _324_ & _325_;
-  assign _327_ = ! st4[1];
-  assign _328_ = _327_ & st4[2];
-  assign _329_ = ~ _328_;
-  assign _330_ = st4[0] & _329_;
-  assign _331_ = _326_ & _330_;
-  assign _332_ = st2[11:4] == st4[11:4];
-  assign _333_ = ! st4[1];
-  assign _334_ = _332_ & _333_;
-  assign _335_ = ! st4[1];
-  assign _337_ = _335_ & st4[2];
-  assign _338_ = st4[1] & st4[29];
-  assign _339_ = _337_ | _338_;
-  assign _340_ = st4[0] & _339_;
-  assign _341_ = _334_ & _340_;
-  assign _342_ = st2[11:4] == st5[11:4];
-  assign _343_ = ! st5[1];
-  assign _344_ = _343_ & st5[2];
-  assign _345_ = ~ _344_;
-  assign _347_ = st5[0] & _345_;
-  assign _348_ = _342_ & _347_;
-  assign _349_ = st2[11:4] == st5[11:4];
-  assign _350_ = ! st5[1];
-  assign _351_ = _350_ & st5[2];
-  assign _352_ = st5[1] & st5[29];
-  assign _353_ = _351_ | _352_;
-  assign _354_ = st5[0] & _353_;
-  assign _355_ = _349_ & _354_;
+  assign _278_ = $signed(1'h0) + $signed(w2_0_0_1);
+  assign _289_ = $signed(_278_) + $signed(w2_0_2_1);
+  assign _300_ = $signed(1'h0) + $signed(w2_0_0_2);
+  assign _301_ = $signed(_300_) + $signed(w2_0_2_2);
+  assign _302_ = $signed(1'h0) + $signed(w2_0_0_3);
+  assign _303_ = $signed(_302_) + $signed(w2_0_2_3);
+  assign _305_ = st2[11:4] == st3[11:4];
+  assign _306_ = ! st3[1];
+  assign _307_ = _305_ & _306_;
+  assign _308_ = ! st3[1];
+  assign _309_ = _308_ & st3[2];
+  assign _310_ = ~ _309_;
+  assign _311_ = st3[0] & _310_;
+  assign _312_ = _307_ & _311_;
+  assign _313_ = st2[11:4] == st3[11:4];
+  assign _314_ = ! st3[1];
+  assign _316_ = _313_ & _314_;
+  assign _317_ = ! st3[1];
+  assign _318_ = _317_ & st3[2];
+  assign _319_ = st3[1] & st3[29];
+  assign _320_ = _318_ | _319_;
+  assign _321_ = st3[0] & _320_;
+  assign _322_ = _316_ & _321_;
+  assign _323_ = st2[11:4] == st4[11:4];
+  assign _324_ = ! st4[1];
+  assign _325_ = _323_ & _324_;
+  assign _326_ = ! st4[1];
+  assign _327_ = _326_ & st4[2];
+  assign _328_ = ~ _327_;
+  assign _329_ = st4[0] & _328_;
+  assign _330_ = _325_ & _329_;
+  assign _331_ = st2[11:4] == st4[11:4];
+  assign _332_ = ! st4[1];
+  assign _333_ = _331_ & _332_;
+  assign _334_ = ! st4[1];
+  assign _336_ = _334_ & st4[2];
+  assign _337_ = st4[1] & st4[29];
+  assign _338_ = _336_ | _337_;
+  assign _339_ = st4[0] & _338_;
+  assign _340_ = _333_ & _339_;
+  assign _341_ = st2[11:4] == st5[11:4];
+  assign _342_ = ! st5[1];
+  assign _343_ = _342_ & st5[2];
+  assign _344_ = ~ _343_;
+  assign _346_ = st5[0] & _344_;
+  assign _347_ = _341_ & _346_;
+  assign _348_ = st2[11:4] == st5[11:4];
+  assign _349_ = ! st5[1];
+  assign _350_ = _349_ & st5[2];
+  assign _351_ = st5[1] & st5[29];
+  assign _352_ = _350_ | _351_;
+  assign _353_ = st5[0] & _352_;
+  assign _354_ = _348_ & _353_;
   assign _000_ = st2[11:4] == st6[11:4];
   assign _001_ = ! st6[1];
   assign _002_ = _001_ & st6[2];
@@ -7696,112 +7736,112 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
   assign _115_ = _114_ & st3[2];
   assign _116_ = _113_ & _115_;
   assign _117_ = ! st3[1];
-  assign _118_ = \$signal$43 [0] ? val5[15:0] : 16'h0000;
-  assign _119_ = \$signal$43 [1] ? r6[15:0] : 16'h0000;
+  assign _118_ = \$signal$46 [0] ? val5[15:0] : 16'h0000;
+  assign _119_ = \$signal$46 [1] ? r6[15:0] : 16'h0000;
   assign _120_ = _118_ | _119_;
-  assign _122_ = \$signal$43 [2] ? res7[14:0] : 15'h0000;
+  assign _122_ = \$signal$46 [2] ? res7[14:0] : 15'h0000;
   assign _123_ = _120_ | { _122_[14], _122_ };
-  assign _124_ = \$signal$43 [3] ? res8[14:0] : 15'h0000;
+  assign _124_ = \$signal$46 [3] ? res8[14:0] : 15'h0000;
   assign _125_ = _123_ | { _124_[14], _124_ };
-  assign _126_ = \$signal$43 [4] ? res9[14:0] : 15'h0000;
+  assign _126_ = \$signal$46 [4] ? res9[14:0] : 15'h0000;
   assign _127_ = _125_ | { _126_[14], _126_ };
-  assign _128_ = \$signal$43 [5] ? \$signal [14:0] : 15'h0000;
+  assign _128_ = \$signal$46 [5] ? \$signal [14:0] : 15'h0000;
   assign _129_ = _127_ | { _128_[14], _128_ };
-  assign _131_ = \$signal$43 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _131_ = \$signal$46 [7] ? { cres8[0], cres8[0] } : 2'h0;
   assign _132_ = _129_ | { _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_ };
-  assign _133_ = \$signal$43 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _133_ = \$signal$46 [8] ? { cres9[0], cres9[0] } : 2'h0;
   assign _134_ = _132_ | { _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_ };
-  assign _135_ = \$signal$44 [0] ? addend[11:0] : 12'h000;
-  assign _136_ = \$signal$44 [1] ? \$signal$25 [11:0] : 12'h000;
+  assign _135_ = \$signal$47 [0] ? addend[11:0] : 12'h000;
+  assign _136_ = \$signal$47 [1] ? \$signal$29 [11:0] : 12'h000;
   assign _137_ = _135_ | _136_;
-  assign _138_ = \$signal$44 [2] ? val5[15:0] : 16'h0000;
+  assign _138_ = \$signal$47 [2] ? val5[15:0] : 16'h0000;
   assign _139_ = { _137_[11], _137_[11], _137_[11], _137_[11], _137_ } | _138_;
-  assign _140_ = \$signal$44 [3] ? r6[15:0] : 16'h0000;
+  assign _140_ = \$signal$47 [3] ? r6[15:0] : 16'h0000;
   assign _141_ = _139_ | _140_;
-  assign _142_ = \$signal$44 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _142_ = \$signal$47 [5] ? { cres8[0], cres8[0] } : 2'h0;
   assign _143_ = _141_ | { _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_ };
-  assign _144_ = \$signal$44 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _144_ = \$signal$47 [6] ? { cres9[0], cres9[0] } : 2'h0;
   assign _145_ = _143_ | { _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_ };
   assign _147_ = $signed(_134_) + $signed(_145_);
-  assign _148_ = \$signal$43 [0] ? val5[31:16] : 16'h0000;
-  assign _149_ = \$signal$43 [1] ? r6[31:16] : 16'h0000;
+  assign _148_ = \$signal$46 [0] ? val5[31:16] : 16'h0000;
+  assign _149_ = \$signal$46 [1] ? r6[31:16] : 16'h0000;
   assign _150_ = _148_ | _149_;
-  assign _151_ = \$signal$43 [2] ? res7[29:15] : 15'h0000;
+  assign _151_ = \$signal$46 [2] ? res7[29:15] : 15'h0000;
   assign _152_ = _150_ | { _151_[14], _151_ };
-  assign _153_ = \$signal$43 [3] ? res8[29:15] : 15'h0000;
+  assign _153_ = \$signal$46 [3] ? res8[29:15] : 15'h0000;
   assign _154_ = _152_ | { _153_[14], _153_ };
-  assign _155_ = \$signal$43 [4] ? res9[29:15] : 15'h0000;
+  assign _155_ = \$signal$46 [4] ? res9[29:15] : 15'h0000;
   assign _157_ = _154_ | { _155_[14], _155_ };
-  assign _158_ = \$signal$43 [5] ? \$signal [29:15] : 15'h0000;
+  assign _158_ = \$signal$46 [5] ? \$signal [29:15] : 15'h0000;
   assign _159_ = _157_ | { _158_[14], _158_ };
-  assign _160_ = \$signal$43 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _160_ = \$signal$46 [7] ? { cres8[1], cres8[1] } : 2'h0;
   assign _161_ = _159_ | { _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_ };
-  assign _162_ = \$signal$43 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _162_ = \$signal$46 [8] ? { cres9[1], cres9[1] } : 2'h0;
   assign _163_ = _161_ | { _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_ };
-  assign _164_ = \$signal$44 [0] ? addend[23:12] : 12'h000;
-  assign _165_ = \$signal$44 [1] ? \$signal$25 [23:12] : 12'h000;
+  assign _164_ = \$signal$47 [0] ? addend[23:12] : 12'h000;
+  assign _165_ = \$signal$47 [1] ? \$signal$29 [23:12] : 12'h000;
   assign _166_ = _164_ | _165_;
-  assign _167_ = \$signal$44 [2] ? val5[31:16] : 16'h0000;
+  assign _167_ = \$signal$47 [2] ? val5[31:16] : 16'h0000;
   assign _168_ = { _166_[11], _166_[11], _166_[11], _166_[11], _166_ } | _167_;
-  assign _169_ = \$signal$44 [3] ? r6[31:16] : 16'h0000;
+  assign _169_ = \$signal$47 [3] ? r6[31:16] : 16'h0000;
   assign _170_ = _168_ | _169_;
-  assign _172_ = \$signal$44 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _172_ = \$signal$47 [5] ? { cres8[1], cres8[1] } : 2'h0;
   assign _173_ = _170_ | { _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_ };
-  assign _174_ = \$signal$44 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _174_ = \$signal$47 [6] ? { cres9[1], cres9[1] } : 2'h0;
   assign _175_ = _173_ | { _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_ };
   assign _176_ = $signed(_163_) + $signed(_175_);
-  assign _177_ = \$signal$43 [0] ? val5[47:32] : 16'h0000;
-  assign _178_ = \$signal$43 [1] ? r6[47:32] : 16'h0000;
+  assign _177_ = \$signal$46 [0] ? val5[47:32] : 16'h0000;
+  assign _178_ = \$signal$46 [1] ? r6[47:32] : 16'h0000;
   assign _179_ = _177_ | _178_;
-  assign _182_ = \$signal$43 [2] ? res7[44:30] : 15'h0000;
+  assign _182_ = \$signal$46 [2] ? res7[44:30] : 15'h0000;
   assign _183_ = _179_ | { _182_[14], _182_ };
-  assign _184_ = \$signal$43 [3] ? res8[44:30] : 15'h0000;
+  assign _184_ = \$signal$46 [3] ? res8[44:30] : 15'h0000;
   assign _185_ = _183_ | { _184_[14], _184_ };
-  assign _186_ = \$signal$43 [4] ? res9[44:30] : 15'h0000;
+  assign _186_ = \$signal$46 [4] ? res9[44:30] : 15'h0000;
   assign _187_ = _185_ | { _186_[14], _186_ };
-  assign _188_ = \$signal$43 [5] ? \$signal [44:30] : 15'h0000;
+  assign _188_ = \$signal$46 [5] ? \$signal [44:30] : 15'h0000;
   assign _189_ = _187_ | { _188_[14], _188_ };
-  assign _190_ = \$signal$43 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _190_ = \$signal$46 [7] ? { cres8[2], cres8[2] } : 2'h0;
   assign _191_ = _189_ | { _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_ };
-  assign _192_ = \$signal$43 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _192_ = \$signal$46 [8] ? { cres9[2], cres9[2] } : 2'h0;
   assign _193_ = _191_ | { _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_ };
-  assign _194_ = \$signal$44 [0] ? addend[35:24] : 12'h000;
-  assign _195_ = \$signal$44 [1] ? \$signal$25 [35:24] : 12'h000;
+  assign _194_ = \$signal$47 [0] ? addend[35:24] : 12'h000;
+  assign _195_ = \$signal$47 [1] ? \$signal$29 [35:24] : 12'h000;
   assign _196_ = _194_ | _195_;
-  assign _197_ = \$signal$44 [2] ? val5[47:32] : 16'h0000;
+  assign _197_ = \$signal$47 [2] ? val5[47:32] : 16'h0000;
   assign _199_ = { _196_[11], _196_[11], _196_[11], _196_[11], _196_ } | _197_;
-  assign _200_ = \$signal$44 [3] ? r6[47:32] : 16'h0000;
+  assign _200_ = \$signal$47 [3] ? r6[47:32] : 16'h0000;
   assign _201_ = _199_ | _200_;
-  assign _202_ = \$signal$44 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _202_ = \$signal$47 [5] ? { cres8[2], cres8[2] } : 2'h0;
   assign _203_ = _201_ | { _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_ };
-  assign _204_ = \$signal$44 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _204_ = \$signal$47 [6] ? { cres9[2], cres9[2] } : 2'h0;
   assign _205_ = _203_ | { _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_ };
   assign _207_ = $signed(_193_) + $signed(_205_);
-  assign _208_ = \$signal$43 [0] ? val5[63:48] : 16'h0000;
-  assign _209_ = \$signal$43 [1] ? r6[63:48] : 16'h0000;
+  assign _208_ = \$signal$46 [0] ? val5[63:48] : 16'h0000;
+  assign _209_ = \$signal$46 [1] ? r6[63:48] : 16'h0000;
   assign _210_ = _208_ | _209_;
-  assign _211_ = \$signal$43 [2] ? res7[59:45] : 15'h0000;
+  assign _211_ = \$signal$46 [2] ? res7[59:45] : 15'h0000;
   assign _212_ = _210_ | { _211_[14], _211_ };
-  assign _213_ = \$signal$43 [3] ? res8[59:45] : 15'h0000;
+  assign _213_ = \$signal$46 [3] ? res8[59:45] : 15'h0000;
   assign _214_ = _212_ | { _213_[14], _213_ };
-  assign _215_ = \$signal$43 [4] ? res9[59:45] : 15'h0000;
+  assign _215_ = \$signal$46 [4] ? res9[59:45] : 15'h0000;
   assign _216_ = _214_ | { _215_[14], _215_ };
-  assign _217_ = \$signal$43 [5] ? \$signal [59:45] : 15'h0000;
+  assign _217_ = \$signal$46 [5] ? \$signal [59:45] : 15'h0000;
   assign _218_ = _216_ | { _217_[14], _217_ };
-  assign _219_ = \$signal$43 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _219_ = \$signal$46 [7] ? { cres8[3], cres8[3] } : 2'h0;
   assign _220_ = _218_ | { _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_ };
-  assign _221_ = \$signal$43 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _221_ = \$signal$46 [8] ? { cres9[3], cres9[3] } : 2'h0;
   assign _222_ = _220_ | { _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_ };
-  assign _224_ = \$signal$44 [0] ? addend[47:36] : 12'h000;
-  assign _225_ = \$signal$44 [1] ? \$signal$25 [47:36] : 12'h000;
+  assign _224_ = \$signal$47 [0] ? addend[47:36] : 12'h000;
+  assign _225_ = \$signal$47 [1] ? \$signal$29 [47:36] : 12'h000;
   assign _226_ = _224_ | _225_;
-  assign _227_ = \$signal$44 [2] ? val5[63:48] : 16'h0000;
+  assign _227_ = \$signal$47 [2] ? val5[63:48] : 16'h0000;
   assign _228_ = { _226_[11], _226_[11], _226_[11], _226_[11], _226_ } | _227_;
-  assign _229_ = \$signal$44 [3] ? r6[63:48] : 16'h0000;
+  assign _229_ = \$signal$47 [3] ? r6[63:48] : 16'h0000;
   assign _230_ = _228_ | _229_;
-  assign _232_ = \$signal$44 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _232_ = \$signal$47 [5] ? { cres8[3], cres8[3] } : 2'h0;
   assign _233_ = _230_ | { _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_ };
-  assign _234_ = \$signal$44 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _234_ = \$signal$47 [6] ? { cres9[3], cres9[3] } : 2'h0;
   assign _235_ = _233_ | { _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_ };
   assign _236_ = $signed(_222_) + $signed(_235_);
   assign _237_ = st6[0] & st6[1];
@@ -7819,7 +7859,7 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
   assign _250_ = _249_ & st7[2];
   assign _251_ = ~ _250_;
   assign _252_ = st7[0] & _251_;
-  assign { _253_[3:1], \$signature__en  } = _252_ ? 4'hf : 4'h0;
+  assign { _253_[3:1], v_wr__en } = _252_ ? 4'hf : 4'h0;
   assign _254_ = st7[0] & st7[1];
   assign _255_ = ~ push7;
   assign dropped = _254_ & _255_;
@@ -7840,131 +7880,136 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
   always @(posedge clk)
     st7 <= _264_;
   always @(posedge clk)
-    w1_0 <= _265_;
+    w0_0 <= port__data;
   always @(posedge clk)
-    w2_0_0_0 <= _266_;
+    w1_0 <= w0_0;
   always @(posedge clk)
-    w2_0_0_1 <= _267_;
+    w2_0_0_0 <= _265_;
   always @(posedge clk)
-    w2_0_0_2 <= _268_;
+    w2_0_0_1 <= _266_;
   always @(posedge clk)
-    w2_0_0_3 <= _269_;
+    w2_0_0_2 <= _267_;
   always @(posedge clk)
-    w2_0_2_0 <= _270_;
+    w2_0_0_3 <= _268_;
   always @(posedge clk)
-    w2_0_2_1 <= _271_;
+    w2_0_2_0 <= _269_;
   always @(posedge clk)
-    w2_0_2_2 <= _272_;
+    w2_0_2_1 <= _270_;
   always @(posedge clk)
-    w2_0_2_3 <= _273_;
+    w2_0_2_2 <= _271_;
   always @(posedge clk)
-    addend <= _274_;
+    w2_0_2_3 <= _272_;
   always @(posedge clk)
-    \$signal  <= _275_;
+    addend <= _273_;
   always @(posedge clk)
-    \$signal$25  <= _276_;
+    v_rd <= \port__data$25 ;
   always @(posedge clk)
-    res8 <= _277_;
+    b_rd <= \port__data$27 ;
   always @(posedge clk)
-    res9 <= _278_;
+    \$signal  <= _274_;
+  always @(posedge clk)
+    \$signal$29  <= _275_;
+  always @(posedge clk)
+    res8 <= _276_;
+  always @(posedge clk)
+    res9 <= _277_;
   always @(posedge clk)
     cres8 <= 4'h0;
   always @(posedge clk)
-    cres9 <= _280_;
+    cres9 <= _279_;
   always @(posedge clk)
-    hit_v1 <= _281_;
+    hit_v1 <= _280_;
   always @(posedge clk)
-    hit_c1 <= _282_;
+    hit_c1 <= _281_;
   always @(posedge clk)
-    hit_v2 <= _283_;
+    hit_v2 <= _282_;
   always @(posedge clk)
-    hit_c2 <= _284_;
+    hit_c2 <= _283_;
   always @(posedge clk)
-    hit_v3 <= _285_;
+    hit_v3 <= _284_;
   always @(posedge clk)
-    hit_c3 <= _286_;
+    hit_c3 <= _285_;
   always @(posedge clk)
-    hit_v4 <= _287_;
+    hit_v4 <= _286_;
   always @(posedge clk)
-    hit_c4 <= _288_;
+    hit_c4 <= _287_;
   always @(posedge clk)
-    hit_v5 <= _290_;
+    hit_v5 <= _288_;
   always @(posedge clk)
-    hit_c5 <= _291_;
+    hit_c5 <= _290_;
   always @(posedge clk)
-    \$signal$43  <= _292_;
+    \$signal$46  <= _291_;
   always @(posedge clk)
-    \$signal$44  <= _293_;
+    \$signal$47  <= _292_;
   always @(posedge clk)
-    val5 <= _294_;
+    val5 <= _293_;
   always @(posedge clk)
-    res7 <= _295_;
+    res7 <= _294_;
   always @(posedge clk)
-    entry7 <= _296_;
+    entry7 <= _295_;
   always @(posedge clk)
-    push7 <= _297_;
+    push7 <= _296_;
   always @(posedge clk)
-    pos0 <= _298_;
+    pos0 <= _297_;
   always @(posedge clk)
-    pos1 <= _299_;
+    pos1 <= _298_;
   always @(posedge clk)
-    pos2 <= _300_;
-  assign _356_ = _244_ ? (* full_case = 32'd1 *) 3'h0 : _245_[2:0];
-  assign _357_ = _243_ ? _356_ : pos2;
-  assign _358_ = _242_ ? _357_ : pos2;
-  assign _359_ = st7[31] ? (* full_case = 32'd1 *) 3'h0 : _358_;
-  assign _360_ = _241_ ? _359_ : pos2;
-  assign _300_ = rst ? 3'h0 : _360_;
-  assign _361_ = _243_ ? (* full_case = 32'd1 *) 3'h0 : _246_[2:0];
-  assign _362_ = _242_ ? _361_ : pos1;
-  assign _363_ = st7[31] ? (* full_case = 32'd1 *) 3'h0 : _362_;
-  assign _364_ = _241_ ? _363_ : pos1;
-  assign _299_ = rst ? 3'h0 : _364_;
-  assign _365_ = _242_ ? (* full_case = 32'd1 *) 2'h0 : _247_[1:0];
-  assign _366_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _365_;
-  assign _367_ = _241_ ? _366_ : pos0;
-  assign _298_ = rst ? 2'h0 : _367_;
-  assign _297_ = rst ? 1'h0 : _240_;
-  assign _296_ = rst ? 21'h000000 : { st6[31], 8'h00, counts };
-  assign _295_ = rst ? 60'h000000000000000 : result;
-  assign _294_[63:48] = rst ? 16'h0000 : _236_[15:0];
-  assign _294_[31:16] = rst ? 16'h0000 : _176_[15:0];
-  assign _294_[15:0] = rst ? 16'h0000 : _147_[15:0];
-  assign _294_[47:32] = rst ? 16'h0000 : _207_[15:0];
-  assign _293_ = rst ? 8'h00 : { 6'h00, st3[1], _117_ };
-  assign _292_ = rst ? 10'h000 : { _116_, _108_, _099_, _090_, _084_, _075_, _065_, _056_, _049_, _035_ };
-  assign _291_ = rst ? 1'h0 : _027_;
-  assign _290_ = rst ? 1'h0 : _019_;
-  assign _288_ = rst ? 1'h0 : _013_;
-  assign _287_ = rst ? 1'h0 : _005_;
-  assign _286_ = rst ? 1'h0 : _355_;
-  assign _285_ = rst ? 1'h0 : _348_;
-  assign _284_ = rst ? 1'h0 : _341_;
-  assign _283_ = rst ? 1'h0 : _331_;
-  assign _282_ = rst ? 1'h0 : _323_;
-  assign _281_ = rst ? 1'h0 : _313_;
-  assign _280_ = rst ? 4'h0 : cres8;
-  assign _278_ = rst ? 60'h000000000000000 : res8;
-  assign _277_ = rst ? 60'h000000000000000 : res7;
-  assign _276_ = rst ? 48'h000000000000 : b_rd__data;
-  assign _275_ = rst ? 60'h000000000000000 : \$signature__data ;
-  assign _368_ = st3[21] ? addend[47:36] : _304_[11:0];
-  assign _274_[47:36] = rst ? 12'h000 : _368_;
-  assign _369_ = st3[21] ? addend[23:12] : _289_[11:0];
-  assign _274_[23:12] = rst ? 12'h000 : _369_;
-  assign _370_ = st3[21] ? addend[11:0] : _258_[11:0];
-  assign _274_[11:0] = rst ? 12'h000 : _370_;
-  assign _371_ = st3[21] ? addend[35:24] : _302_[11:0];
-  assign _274_[35:24] = rst ? 12'h000 : _371_;
-  assign _273_ = rst ? 12'h000 : _231_;
-  assign _272_ = rst ? 12'h000 : _206_;
-  assign _271_ = rst ? 12'h000 : _181_;
-  assign _270_ = rst ? 12'h000 : _156_;
-  assign _269_ = rst ? 11'h000 : _130_;
-  assign _268_ = rst ? 11'h000 : _074_;
-  assign _267_ = rst ? 11'h000 : _020_;
-  assign _266_ = rst ? 11'h000 : _316_;
-  assign _265_ = rst ? 32'd0 : rd__data;
+    pos2 <= _299_;
+  assign _355_ = _244_ ? (* full_case = 32'd1 *) 3'h0 : _245_[2:0];
+  assign _356_ = _243_ ? _355_ : pos2;
+  assign _357_ = _242_ ? _356_ : pos2;
+  assign _358_ = st7[31] ? (* full_case = 32'd1 *) 3'h0 : _357_;
+  assign _359_ = _241_ ? _358_ : pos2;
+  assign _299_ = rst ? 3'h0 : _359_;
+  assign _360_ = _243_ ? (* full_case = 32'd1 *) 3'h0 : _246_[2:0];
+  assign _361_ = _242_ ? _360_ : pos1;
+  assign _362_ = st7[31] ? (* full_case = 32'd1 *) 3'h0 : _361_;
+  assign _363_ = _241_ ? _362_ : pos1;
+  assign _298_ = rst ? 3'h0 : _363_;
+  assign _364_ = _242_ ? (* full_case = 32'd1 *) 2'h0 : _247_[1:0];
+  assign _365_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _364_;
+  assign _366_ = _241_ ? _365_ : pos0;
+  assign _297_ = rst ? 2'h0 : _366_;
+  assign _296_ = rst ? 1'h0 : _240_;
+  assign _295_ = rst ? 21'h000000 : { st6[31], 8'h00, counts };
+  assign _294_ = rst ? 60'h000000000000000 : result;
+  assign _293_[63:48] = rst ? 16'h0000 : _236_[15:0];
+  assign _293_[31:16] = rst ? 16'h0000 : _176_[15:0];
+  assign _293_[15:0] = rst ? 16'h0000 : _147_[15:0];
+  assign _293_[47:32] = rst ? 16'h0000 : _207_[15:0];
+  assign _292_ = rst ? 8'h00 : { 6'h00, st3[1], _117_ };
+  assign _291_ = rst ? 10'h000 : { _116_, _108_, _099_, _090_, _084_, _075_, _065_, _056_, _049_, _035_ };
+  assign _290_ = rst ? 1'h0 : _027_;
+  assign _288_ = rst ? 1'h0 : _019_;
+  assign _287_ = rst ? 1'h0 : _013_;
+  assign _286_ = rst ? 1'h0 : _005_;
+  assign _285_ = rst ? 1'h0 : _354_;
+  assign _284_ = rst ? 1'h0 : _347_;
+  assign _283_ = rst ? 1'h0 : _340_;
+  assign _282_ = rst ? 1'h0 : _330_;
+  assign _281_ = rst ? 1'h0 : _322_;
+  assign _280_ = rst ? 1'h0 : _312_;
+  assign _279_ = rst ? 4'h0 : cres8;
+  assign _277_ = rst ? 60'h000000000000000 : res8;
+  assign _276_ = rst ? 60'h000000000000000 : res7;
+  assign _275_ = rst ? 48'h000000000000 : b_rd;
+  assign _274_ = rst ? 60'h000000000000000 : v_rd;
+  assign _367_ = st3[21] ? addend[47:36] : _303_[11:0];
+  assign _273_[47:36] = rst ? 12'h000 : _367_;
+  assign _368_ = st3[21] ? addend[23:12] : _289_[11:0];
+  assign _273_[23:12] = rst ? 12'h000 : _368_;
+  assign _369_ = st3[21] ? addend[11:0] : _258_[11:0];
+  assign _273_[11:0] = rst ? 12'h000 : _369_;
+  assign _370_ = st3[21] ? addend[35:24] : _301_[11:0];
+  assign _273_[35:24] = rst ? 12'h000 : _370_;
+  assign _272_ = rst ? 12'h000 : _231_;
+  assign _271_ = rst ? 12'h000 : _206_;
+  assign _270_ = rst ? 12'h000 : _181_;
+  assign _269_ = rst ? 12'h000 : _156_;
+  assign _268_ = rst ? 11'h000 : _130_;
+  assign _267_ = rst ? 11'h000 : _074_;
+  assign _266_ = rst ? 11'h000 : _020_;
+  assign _265_ = rst ? 11'h000 : _315_;
   assign _264_ = rst ? 34'h000000000 : st6;
   assign _263_ = rst ? 34'h000000000 : st5;
   assign _262_ = rst ? 34'h000000000 : st4;
@@ -8039,34 +8084,46 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
   assign \res8[2]  = res8[44:30];
   assign \res8[1]  = res8[29:15];
   assign \res8[0]  = res8[14:0];
-  assign \b_rd__data[3]  = b_rd__data[47:36];
-  assign \b_rd__data[2]  = b_rd__data[35:24];
-  assign \b_rd__data[1]  = b_rd__data[23:12];
-  assign \b_rd__data[0]  = b_rd__data[11:0];
-  assign \$signal$25[3]  = \$signal$25 [47:36];
-  assign \$signal$25[2]  = \$signal$25 [35:24];
-  assign \$signal$25[1]  = \$signal$25 [23:12];
-  assign \$signal$25[0]  = \$signal$25 [11:0];
-  assign \$signature__data[3]  = \$signature__data [59:45];
-  assign \$signature__data[2]  = \$signature__data [44:30];
-  assign \$signature__data[1]  = \$signature__data [29:15];
-  assign \$signature__data[0]  = \$signature__data [14:0];
+  assign \$signal$29[3]  = \$signal$29 [47:36];
+  assign \$signal$29[2]  = \$signal$29 [35:24];
+  assign \$signal$29[1]  = \$signal$29 [23:12];
+  assign \$signal$29[0]  = \$signal$29 [11:0];
   assign \$signal[3]  = \$signal [59:45];
   assign \$signal[2]  = \$signal [44:30];
   assign \$signal[1]  = \$signal [29:15];
   assign \$signal[0]  = \$signal [14:0];
+  assign \port__data$27[3]  = \port__data$27 [47:36];
+  assign \port__data$27[2]  = \port__data$27 [35:24];
+  assign \port__data$27[1]  = \port__data$27 [23:12];
+  assign \port__data$27[0]  = \port__data$27 [11:0];
+  assign \b_rd[3]  = b_rd[47:36];
+  assign \b_rd[2]  = b_rd[35:24];
+  assign \b_rd[1]  = b_rd[23:12];
+  assign \b_rd[0]  = b_rd[11:0];
+  assign \port__data$25[3]  = \port__data$25 [59:45];
+  assign \port__data$25[2]  = \port__data$25 [44:30];
+  assign \port__data$25[1]  = \port__data$25 [29:15];
+  assign \port__data$25[0]  = \port__data$25 [14:0];
+  assign \v_rd[3]  = v_rd[59:45];
+  assign \v_rd[2]  = v_rd[44:30];
+  assign \v_rd[1]  = v_rd[29:15];
+  assign \v_rd[0]  = v_rd[14:0];
   assign \addend[3]  = addend[47:36];
   assign \addend[2]  = addend[35:24];
   assign \addend[1]  = addend[23:12];
   assign \addend[0]  = addend[11:0];
-  assign \rd__data[3]  = rd__data[31:24];
-  assign \rd__data[2]  = rd__data[23:16];
-  assign \rd__data[1]  = rd__data[15:8];
-  assign \rd__data[0]  = rd__data[7:0];
   assign \w1_0[3]  = w1_0[31:24];
   assign \w1_0[2]  = w1_0[23:16];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[0]  = w1_0[7:0];
+  assign \port__data[3]  = port__data[31:24];
+  assign \port__data[2]  = port__data[23:16];
+  assign \port__data[1]  = port__data[15:8];
+  assign \port__data[0]  = port__data[7:0];
+  assign \w0_0[3]  = w0_0[31:24];
+  assign \w0_0[2]  = w0_0[23:16];
+  assign \w0_0[1]  = w0_0[15:8];
+  assign \w0_0[0]  = w0_0[7:0];
   assign \st7.bias_g  = st7[33:32];
   assign \st7.end  = st7[31];
   assign \st7.fire_k  = st7[30];
@@ -8183,7 +8240,7 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
   assign \st0.cur  = st0[2];
   assign \st0.kind  = st0[1];
   assign \st0.valid  = st0[0];
-  assign _253_[0] = \$signature__en ;
+  assign _253_[0] = v_wr__en;
   assign \push__payload.end  = entry7[20];
   assign \push__payload.x  = pos1;
   assign \push__payload.y  = pos2;
@@ -8193,10 +8250,10 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
   assign \push__payload.counts[1]  = entry7[5:3];
   assign \push__payload.counts[0]  = entry7[2:0];
   assign \push__payload.counts  = entry7[11:0];
-  assign \$signature__data$66[3]  = res7[59:45];
-  assign \$signature__data$66[2]  = res7[44:30];
-  assign \$signature__data$66[1]  = res7[29:15];
-  assign \$signature__data$66[0]  = res7[14:0];
+  assign \v_wr__data[3]  = res7[59:45];
+  assign \v_wr__data[2]  = res7[44:30];
+  assign \v_wr__data[1]  = res7[29:15];
+  assign \v_wr__data[0]  = res7[14:0];
   assign \r[3]  = r6[63:48];
   assign \r[2]  = r6[47:32];
   assign \r[1]  = r6[31:16];
@@ -8235,27 +8292,27 @@ module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payl
   assign \counts[2]  = counts[8:6];
   assign \counts[1]  = counts[5:3];
   assign \counts[0]  = counts[2:0];
-  assign \$signal$52.end  = st6[31];
-  assign \$signal$52.x  = 3'h0;
-  assign \$signal$52.y  = 3'h0;
-  assign \$signal$52.g  = 2'h0;
-  assign \$signal$52.counts[3]  = counts[11:9];
-  assign \$signal$52.counts[2]  = counts[8:6];
-  assign \$signal$52.counts[1]  = counts[5:3];
-  assign \$signal$52.counts[0]  = counts[2:0];
-  assign \$signal$52.counts  = counts;
+  assign \$signal$55.end  = st6[31];
+  assign \$signal$55.x  = 3'h0;
+  assign \$signal$55.y  = 3'h0;
+  assign \$signal$55.g  = 2'h0;
+  assign \$signal$55.counts[3]  = counts[11:9];
+  assign \$signal$55.counts[2]  = counts[8:6];
+  assign \$signal$55.counts[1]  = counts[5:3];
+  assign \$signal$55.counts[0]  = counts[2:0];
+  assign \$signal$55.counts  = counts;
   assign push__payload = { entry7[20], pos1, pos2, pos0, entry7[11:0] };
   assign push__valid = push7;
-  assign \$signature__data$66  = res7;
-  assign \$signature__addr$65  = st7[11:4];
+  assign v_wr__data = res7;
+  assign v_wr__addr = st7[11:4];
   assign r = r6;
   assign s6 = st6;
   assign s5 = st5;
   assign val = val5;
-  assign b_rd__addr = st2[33:32];
-  assign \$signature__addr  = st2[11:4];
-  assign rd__addr = st0[20:12];
-  assign \$signal$52  = { st6[31], 8'h00, counts };
+  assign \port__addr$63  = st2[33:32];
+  assign \port__addr$62  = st2[11:4];
+  assign port__addr = st0[20:12];
+  assign \$signal$55  = { st6[31], 8'h00, counts };
   assign c_raw = 4'h0;
   assign cres7 = 4'h0;
 endmodule
@@ -11375,22 +11432,22 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
   wire [34:0] _262_;
   wire [34:0] _263_;
   wire [34:0] _264_;
-  wire [31:0] _265_;
+  wire [10:0] _265_;
   wire [10:0] _266_;
   wire [10:0] _267_;
   wire [10:0] _268_;
-  wire [10:0] _269_;
+  wire [11:0] _269_;
   wire [11:0] _270_;
   wire [11:0] _271_;
   wire [11:0] _272_;
-  wire [11:0] _273_;
-  wire [47:0] _274_;
-  wire [67:0] _275_;
-  wire [47:0] _276_;
+  wire [47:0] _273_;
+  wire [67:0] _274_;
+  wire [47:0] _275_;
+  wire [67:0] _276_;
   wire [67:0] _277_;
-  wire [67:0] _278_;
-  wire [11:0] _279_;
-  wire [3:0] _280_;
+  wire [11:0] _278_;
+  wire [3:0] _279_;
+  wire _280_;
   wire _281_;
   wire _282_;
   wire _283_;
@@ -11402,23 +11459,23 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
   (* unused_bits = "12" *)
   wire [12:0] _289_;
   wire _290_;
-  wire _291_;
-  wire [9:0] _292_;
-  wire [7:0] _293_;
-  wire [71:0] _294_;
-  wire [67:0] _295_;
-  wire [18:0] _296_;
-  wire _297_;
+  wire [9:0] _291_;
+  wire [7:0] _292_;
+  wire [71:0] _293_;
+  wire [67:0] _294_;
+  wire [18:0] _295_;
+  wire _296_;
+  wire [1:0] _297_;
   wire [1:0] _298_;
   wire [1:0] _299_;
-  wire [1:0] _300_;
-  wire [11:0] _301_;
+  wire [11:0] _300_;
   (* unused_bits = "12" *)
-  wire [12:0] _302_;
-  wire [11:0] _303_;
+  wire [12:0] _301_;
+  wire [11:0] _302_;
   (* unused_bits = "12" *)
-  wire [12:0] _304_;
-  wire [8:0] _305_;
+  wire [12:0] _303_;
+  wire [8:0] _304_;
+  wire _305_;
   wire _306_;
   wire _307_;
   wire _308_;
@@ -11428,8 +11485,8 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
   wire _312_;
   wire _313_;
   wire _314_;
-  wire _315_;
-  wire [10:0] _316_;
+  wire [10:0] _315_;
+  wire _316_;
   wire _317_;
   wire _318_;
   wire _319_;
@@ -11448,8 +11505,8 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
   wire _332_;
   wire _333_;
   wire _334_;
-  wire _335_;
-  wire [8:0] _336_;
+  wire [8:0] _335_;
+  wire _336_;
   wire _337_;
   wire _338_;
   wire _339_;
@@ -11458,8 +11515,8 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
   wire _342_;
   wire _343_;
   wire _344_;
-  wire _345_;
-  wire [9:0] _346_;
+  wire [9:0] _345_;
+  wire _346_;
   wire _347_;
   wire _348_;
   wire _349_;
@@ -11468,7 +11525,7 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
   wire _352_;
   wire _353_;
   wire _354_;
-  wire _355_;
+  wire [1:0] _355_;
   wire [1:0] _356_;
   wire [1:0] _357_;
   wire [1:0] _358_;
@@ -11480,11 +11537,10 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
   wire [1:0] _364_;
   wire [1:0] _365_;
   wire [1:0] _366_;
-  wire [1:0] _367_;
+  wire [11:0] _367_;
   wire [11:0] _368_;
   wire [11:0] _369_;
   wire [11:0] _370_;
-  wire [11:0] _371_;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47" *)
   wire [47:0] \$like ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
@@ -11496,42 +11552,29 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \$like[3] ;
   reg [67:0] \$signal  = 68'h00000000000000000;
-  reg [47:0] \$signal$25  = 48'h000000000000;
-  wire [11:0] \$signal$25[0] ;
-  wire [11:0] \$signal$25[1] ;
-  wire [11:0] \$signal$25[2] ;
-  wire [11:0] \$signal$25[3] ;
+  reg [47:0] \$signal$29  = 48'h000000000000;
+  wire [11:0] \$signal$29[0] ;
+  wire [11:0] \$signal$29[1] ;
+  wire [11:0] \$signal$29[2] ;
+  wire [11:0] \$signal$29[3] ;
   (* unused_bits = "6 9" *)
-  reg [9:0] \$signal$43  = 10'h000;
+  reg [9:0] \$signal$46  = 10'h000;
   (* unused_bits = "4 7" *)
-  reg [7:0] \$signal$44  = 8'h00;
-  wire [18:0] \$signal$52 ;
-  wire [11:0] \$signal$52.counts ;
-  wire [2:0] \$signal$52.counts[0] ;
-  wire [2:0] \$signal$52.counts[1] ;
-  wire [2:0] \$signal$52.counts[2] ;
-  wire [2:0] \$signal$52.counts[3] ;
-  wire \$signal$52.end ;
-  wire [1:0] \$signal$52.g ;
-  wire [1:0] \$signal$52.x ;
-  wire [1:0] \$signal$52.y ;
+  reg [7:0] \$signal$47  = 8'h00;
+  wire [18:0] \$signal$55 ;
+  wire [11:0] \$signal$55.counts ;
+  wire [2:0] \$signal$55.counts[0] ;
+  wire [2:0] \$signal$55.counts[1] ;
+  wire [2:0] \$signal$55.counts[2] ;
+  wire [2:0] \$signal$55.counts[3] ;
+  wire \$signal$55.end ;
+  wire [1:0] \$signal$55.g ;
+  wire [1:0] \$signal$55.x ;
+  wire [1:0] \$signal$55.y ;
   wire [16:0] \$signal[0] ;
   wire [16:0] \$signal[1] ;
   wire [16:0] \$signal[2] ;
   wire [16:0] \$signal[3] ;
-  wire [5:0] \$signature__addr ;
-  wire [5:0] \$signature__addr$65 ;
-  wire [67:0] \$signature__data ;
-  wire [67:0] \$signature__data$66 ;
-  wire [16:0] \$signature__data$66[0] ;
-  wire [16:0] \$signature__data$66[1] ;
-  wire [16:0] \$signature__data$66[2] ;
-  wire [16:0] \$signature__data$66[3] ;
-  wire [16:0] \$signature__data[0] ;
-  wire [16:0] \$signature__data[1] ;
-  wire [16:0] \$signature__data[2] ;
-  wire [16:0] \$signature__data[3] ;
-  wire \$signature__en ;
   reg [47:0] addend = 48'h000000000000;
   wire [11:0] \addend[0] ;
   wire [11:0] \addend[1] ;
@@ -11547,12 +11590,12 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
   wire [11:0] \b6[2] ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \b6[3] ;
-  wire [1:0] b_rd__addr;
-  wire [47:0] b_rd__data;
-  wire [11:0] \b_rd__data[0] ;
-  wire [11:0] \b_rd__data[1] ;
-  wire [11:0] \b_rd__data[2] ;
-  wire [11:0] \b_rd__data[3] ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [47:0] b_rd = 48'h000000000000;
+  wire [11:0] \b_rd[0] ;
+  wire [11:0] \b_rd[1] ;
+  wire [11:0] \b_rd[2] ;
+  wire [11:0] \b_rd[3] ;
   wire [3:0] c_raw;
   wire \c_raw[0] ;
   wire \c_raw[1] ;
@@ -11622,6 +11665,24 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
   wire [11:0] \ops__payload.waddr ;
   input ops__valid;
   wire ops__valid;
+  wire [11:0] port__addr;
+  wire [5:0] \port__addr$62 ;
+  wire [1:0] \port__addr$63 ;
+  wire [31:0] port__data;
+  wire [67:0] \port__data$25 ;
+  wire [16:0] \port__data$25[0] ;
+  wire [16:0] \port__data$25[1] ;
+  wire [16:0] \port__data$25[2] ;
+  wire [16:0] \port__data$25[3] ;
+  wire [47:0] \port__data$27 ;
+  wire [11:0] \port__data$27[0] ;
+  wire [11:0] \port__data$27[1] ;
+  wire [11:0] \port__data$27[2] ;
+  wire [11:0] \port__data$27[3] ;
+  wire [7:0] \port__data[0] ;
+  wire [7:0] \port__data[1] ;
+  wire [7:0] \port__data[2] ;
+  wire [7:0] \port__data[3] ;
   reg [1:0] pos0 = 2'h0;
   reg [1:0] pos1 = 2'h0;
   reg [1:0] pos2 = 2'h0;
@@ -11649,12 +11710,6 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
   wire [17:0] \r[1] ;
   wire [17:0] \r[2] ;
   wire [17:0] \r[3] ;
-  wire [11:0] rd__addr;
-  wire [31:0] rd__data;
-  wire [7:0] \rd__data[0] ;
-  wire [7:0] \rd__data[1] ;
-  wire [7:0] \rd__data[2] ;
-  wire [7:0] \rd__data[3] ;
   reg [67:0] res7 = 68'h00000000000000000;
   wire [16:0] \res7[0] ;
   wire [16:0] \res7[1] ;
@@ -11825,6 +11880,19 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
   wire \st7.valid ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \st7.waddr ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [67:0] v_rd = 68'h00000000000000000;
+  wire [16:0] \v_rd[0] ;
+  wire [16:0] \v_rd[1] ;
+  wire [16:0] \v_rd[2] ;
+  wire [16:0] \v_rd[3] ;
+  wire [5:0] v_wr__addr;
+  wire [67:0] v_wr__data;
+  wire [16:0] \v_wr__data[0] ;
+  wire [16:0] \v_wr__data[1] ;
+  wire [16:0] \v_wr__data[2] ;
+  wire [16:0] \v_wr__data[3] ;
+  wire v_wr__en;
   wire [71:0] val;
   reg [71:0] val5 = 72'h000000000000000000;
   wire [17:0] \val5[0] ;
@@ -11835,6 +11903,13 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
   wire [17:0] \val[1] ;
   wire [17:0] \val[2] ;
   wire [17:0] \val[3] ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [31:0] w0_0 = 32'd0;
+  wire [7:0] \w0_0[0] ;
+  wire [7:0] \w0_0[1] ;
+  wire [7:0] \w0_0[2] ;
+  wire [7:0] \w0_0[3] ;
+  (* hwsnn_no_init = 32'd1 *)
   reg [31:0] w1_0 = 32'd0;
   wire [7:0] \w1_0[0] ;
   wire [7:0] \w1_0[1] ;
@@ -11855,11 +11930,8 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
     bmem[2] = 48'he5ee2e4a1352;
     bmem[3] = 48'h1c1d14dd7f3a;
   end
-  reg [47:0] _794_;
-  always @(posedge clk) begin
-    _794_ <= bmem[st2[34:33]];
-  end
-  assign b_rd__data = _794_;
+  assign \port__data$27  = bmem[st2[34:33]];
+  (* no_rw_check = 32'd1 *)
   reg [67:0] vmem [63:0];
   initial begin
     vmem[0] = 68'h003e001f000f8007c;
@@ -11928,14 +12000,10 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
     vmem[63] = 68'h003e001f000f8007c;
   end
   always @(posedge clk) begin
-    if (\$signature__en )
+    if (v_wr__en)
       vmem[st7[9:4]] <= res7;
   end
-  reg [67:0] _795_;
-  always @(posedge clk) begin
-    _795_ <= vmem[st2[9:4]];
-  end
-  assign \$signature__data  = _795_;
+  assign \port__data$25  = vmem[st2[9:4]];
   reg [31:0] wrom0 [2303:0];
   initial begin
     wrom0[0] = 32'd3858372614;
@@ -14243,19 +14311,15 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
     wrom0[2302] = 32'd201401080;
     wrom0[2303] = 32'd336648732;
   end
-  reg [31:0] _796_;
-  always @(posedge clk) begin
-    _796_ <= wrom0[st0[21:10]];
-  end
-  assign rd__data = _796_;
+  assign port__data = wrom0[st0[21:10]];
   assign _092_ = st2[23] ? { w1_0[7], w1_0[7:0] } : 9'h000;
   assign _180_ = $signed(1'h0) + $signed(_092_);
-  assign _305_ = st2[24] ? { w1_0[7:0], 1'h0 } : 9'h000;
-  assign _316_ = $signed(_180_) + $signed(_305_);
-  assign _336_ = st2[23] ? { w1_0[15], w1_0[15:8] } : 9'h000;
-  assign _346_ = $signed(1'h0) + $signed(_336_);
+  assign _304_ = st2[24] ? { w1_0[7:0], 1'h0 } : 9'h000;
+  assign _315_ = $signed(_180_) + $signed(_304_);
+  assign _335_ = st2[23] ? { w1_0[15], w1_0[15:8] } : 9'h000;
+  assign _345_ = $signed(1'h0) + $signed(_335_);
   assign _009_ = st2[24] ? { w1_0[15:8], 1'h0 } : 9'h000;
-  assign _020_ = $signed(_346_) + $signed(_009_);
+  assign _020_ = $signed(_345_) + $signed(_009_);
   assign _036_ = st2[23] ? { w1_0[23], w1_0[23:16] } : 9'h000;
   assign _045_ = $signed(1'h0) + $signed(_036_);
   assign _064_ = st2[24] ? { w1_0[23:16], 1'h0 } : 9'h000;
@@ -14274,59 +14338,59 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
   assign _231_ = $signed(1'h0) + $signed(_223_);
   assign _248_ = $signed(1'h0) + $signed(w2_0_0_0);
   assign _258_ = $signed(_248_) + $signed(w2_0_2_0);
-  assign _279_ = $signed(1'h0) + $signed(w2_0_0_1);
-  assign _289_ = $signed(_279_) + $signed(w2_0_2_1);
-  assign _301_ = $signed(1'h0) + $signed(w2_0_0_2);
-  assign _302_ = $signed(_301_) + $signed(w2_0_2_2);
-  assign _303_ = $signed(1'h0) + $signed(w2_0_0_3);
-  assign _304_ = $signed(_303_) + $signed(w2_0_2_3);
-  assign _306_ = st2[9:4] == st3[9:4];
-  assign _307_ = ! st3[1];
-  assign _308_ = _306_ & _307_;
-  assign _309_ = ! st3[1];
-  assign _310_ = _309_ & st3[2];
-  assign _311_ = ~ _310_;
-  assign _312_ = st3[0] & _311_;
-  assign _313_ = _308_ & _312_;
-  assign _314_ = st2[9:4] == st3[9:4];
-  assign _315_ = ! st3[1];
-  assign _317_ = _314_ & _315_;
-  assign _318_ = ! st3[1];
-  assign _319_ = _318_ & st3[2];
-  assign _320_ = st3[1] & st3[30];
-  assign _321_ = _319_ | _320_;
-  assign _322_ = st3[0] & _321_;
-  assign _323_ = _317_ & _322_;
-  assign _324_ = st2[9:4] == st4[9:4];
-  assign _325_ = ! st4[1];
-  assign _326_ = _324_ & _325_;
-  assign _327_ = ! st4[1];
-  assign _328_ = _327_ & st4[2];
-  assign _329_ = ~ _328_;
-  assign _330_ = st4[0] & _329_;
-  assign _331_ = _326_ & _330_;
-  assign _332_ = st2[9:4] == st4[9:4];
-  assign _333_ = ! st4[1];
-  assign _334_ = _332_ & _333_;
-  assign _335_ = ! st4[1];
-  assign _337_ = _335_ & st4[2];
-  assign _338_ = st4[1] & st4[30];
-  assign _339_ = _337_ | _338_;
-  assign _340_ = st4[0] & _339_;
-  assign _341_ = _334_ & _340_;
-  assign _342_ = st2[9:4] == st5[9:4];
-  assign _343_ = ! st5[1];
-  assign _344_ = _343_ & st5[2];
-  assign _345_ = ~ _344_;
-  assign _347_ = st5[0] & _345_;
-  assign _348_ = _342_ & _347_;
-  assign _349_ = st2[9:4] == st5[9:4];
-  assign _350_ = ! st5[1];
-  assign _351_ = _350_ & st5[2];
-  assign _352_ = st5[1] & st5[30];
-  assign _353_ = _351_ | _352_;
-  assign _354_ = st5[0] & _353_;
-  assign _355_ = _349_ & _354_;
+  assign _278_ = $signed(1'h0) + $signed(w2_0_0_1);
+  assign _289_ = $signed(_278_) + $signed(w2_0_2_1);
+  assign _300_ = $signed(1'h0) + $signed(w2_0_0_2);
+  assign _301_ = $signed(_300_) + $signed(w2_0_2_2);
+  assign _302_ = $signed(1'h0) + $signed(w2_0_0_3);
+  assign _303_ = $signed(_302_) + $signed(w2_0_2_3);
+  assign _305_ = st2[9:4] == st3[9:4];
+  assign _306_ = ! st3[1];
+  assign _307_ = _305_ & _306_;
+  assign _308_ = ! st3[1];
+  assign _309_ = _308_ & st3[2];
+  assign _310_ = ~ _309_;
+  assign _311_ = st3[0] & _310_;
+  assign _312_ = _307_ & _311_;
+  assign _313_ = st2[9:4] == st3[9:4];
+  assign _314_ = ! st3[1];
+  assign _316_ = _313_ & _314_;
+  assign _317_ = ! st3[1];
+  assign _318_ = _317_ & st3[2];
+  assign _319_ = st3[1] & st3[30];
+  assign _320_ = _318_ | _319_;
+  assign _321_ = st3[0] & _320_;
+  assign _322_ = _316_ & _321_;
+  assign _323_ = st2[9:4] == st4[9:4];
+  assign _324_ = ! st4[1];
+  assign _325_ = _323_ & _324_;
+  assign _326_ = ! st4[1];
+  assign _327_ = _326_ & st4[2];
+  assign _328_ = ~ _327_;
+  assign _329_ = st4[0] & _328_;
+  assign _330_ = _325_ & _329_;
+  assign _331_ = st2[9:4] == st4[9:4];
+  assign _332_ = ! st4[1];
+  assign _333_ = _331_ & _332_;
+  assign _334_ = ! st4[1];
+  assign _336_ = _334_ & st4[2];
+  assign _337_ = st4[1] & st4[30];
+  assign _338_ = _336_ | _337_;
+  assign _339_ = st4[0] & _338_;
+  assign _340_ = _333_ & _339_;
+  assign _341_ = st2[9:4] == st5[9:4];
+  assign _342_ = ! st5[1];
+  assign _343_ = _342_ & st5[2];
+  assign _344_ = ~ _343_;
+  assign _346_ = st5[0] & _344_;
+  assign _347_ = _341_ & _346_;
+  assign _348_ = st2[9:4] == st5[9:4];
+  assign _349_ = ! st5[1];
+  assign _350_ = _349_ & st5[2];
+  assign _351_ = st5[1] & st5[30];
+  assign _352_ = _350_ | _351_;
+  assign _353_ = st5[0] & _352_;
+  assign _354_ = _348_ & _353_;
   assign _000_ = st2[9:4] == st6[9:4];
   assign _001_ = ! st6[1];
   assign _002_ = _001_ & st6[2];
@@ -14436,112 +14500,112 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
   assign _115_ = _114_ & st3[2];
   assign _116_ = _113_ & _115_;
   assign _117_ = ! st3[1];
-  assign _118_ = \$signal$43 [0] ? val5[17:0] : 18'h00000;
-  assign _119_ = \$signal$43 [1] ? r6[17:0] : 18'h00000;
+  assign _118_ = \$signal$46 [0] ? val5[17:0] : 18'h00000;
+  assign _119_ = \$signal$46 [1] ? r6[17:0] : 18'h00000;
   assign _120_ = _118_ | _119_;
-  assign _122_ = \$signal$43 [2] ? res7[16:0] : 17'h00000;
+  assign _122_ = \$signal$46 [2] ? res7[16:0] : 17'h00000;
   assign _123_ = _120_ | { _122_[16], _122_ };
-  assign _124_ = \$signal$43 [3] ? res8[16:0] : 17'h00000;
+  assign _124_ = \$signal$46 [3] ? res8[16:0] : 17'h00000;
   assign _125_ = _123_ | { _124_[16], _124_ };
-  assign _126_ = \$signal$43 [4] ? res9[16:0] : 17'h00000;
+  assign _126_ = \$signal$46 [4] ? res9[16:0] : 17'h00000;
   assign _127_ = _125_ | { _126_[16], _126_ };
-  assign _128_ = \$signal$43 [5] ? \$signal [16:0] : 17'h00000;
+  assign _128_ = \$signal$46 [5] ? \$signal [16:0] : 17'h00000;
   assign _129_ = _127_ | { _128_[16], _128_ };
-  assign _131_ = \$signal$43 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _131_ = \$signal$46 [7] ? { cres8[0], cres8[0] } : 2'h0;
   assign _132_ = _129_ | { _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_ };
-  assign _133_ = \$signal$43 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _133_ = \$signal$46 [8] ? { cres9[0], cres9[0] } : 2'h0;
   assign _134_ = _132_ | { _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_ };
-  assign _135_ = \$signal$44 [0] ? addend[11:0] : 12'h000;
-  assign _136_ = \$signal$44 [1] ? \$signal$25 [11:0] : 12'h000;
+  assign _135_ = \$signal$47 [0] ? addend[11:0] : 12'h000;
+  assign _136_ = \$signal$47 [1] ? \$signal$29 [11:0] : 12'h000;
   assign _137_ = _135_ | _136_;
-  assign _138_ = \$signal$44 [2] ? val5[17:0] : 18'h00000;
+  assign _138_ = \$signal$47 [2] ? val5[17:0] : 18'h00000;
   assign _139_ = { _137_[11], _137_[11], _137_[11], _137_[11], _137_[11], _137_[11], _137_ } | _138_;
-  assign _140_ = \$signal$44 [3] ? r6[17:0] : 18'h00000;
+  assign _140_ = \$signal$47 [3] ? r6[17:0] : 18'h00000;
   assign _141_ = _139_ | _140_;
-  assign _142_ = \$signal$44 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _142_ = \$signal$47 [5] ? { cres8[0], cres8[0] } : 2'h0;
   assign _143_ = _141_ | { _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_ };
-  assign _144_ = \$signal$44 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _144_ = \$signal$47 [6] ? { cres9[0], cres9[0] } : 2'h0;
   assign _145_ = _143_ | { _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_ };
   assign _147_ = $signed(_134_) + $signed(_145_);
-  assign _148_ = \$signal$43 [0] ? val5[35:18] : 18'h00000;
-  assign _149_ = \$signal$43 [1] ? r6[35:18] : 18'h00000;
+  assign _148_ = \$signal$46 [0] ? val5[35:18] : 18'h00000;
+  assign _149_ = \$signal$46 [1] ? r6[35:18] : 18'h00000;
   assign _150_ = _148_ | _149_;
-  assign _151_ = \$signal$43 [2] ? res7[33:17] : 17'h00000;
+  assign _151_ = \$signal$46 [2] ? res7[33:17] : 17'h00000;
   assign _152_ = _150_ | { _151_[16], _151_ };
-  assign _153_ = \$signal$43 [3] ? res8[33:17] : 17'h00000;
+  assign _153_ = \$signal$46 [3] ? res8[33:17] : 17'h00000;
   assign _154_ = _152_ | { _153_[16], _153_ };
-  assign _155_ = \$signal$43 [4] ? res9[33:17] : 17'h00000;
+  assign _155_ = \$signal$46 [4] ? res9[33:17] : 17'h00000;
   assign _157_ = _154_ | { _155_[16], _155_ };
-  assign _158_ = \$signal$43 [5] ? \$signal [33:17] : 17'h00000;
+  assign _158_ = \$signal$46 [5] ? \$signal [33:17] : 17'h00000;
   assign _159_ = _157_ | { _158_[16], _158_ };
-  assign _160_ = \$signal$43 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _160_ = \$signal$46 [7] ? { cres8[1], cres8[1] } : 2'h0;
   assign _161_ = _159_ | { _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_ };
-  assign _162_ = \$signal$43 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _162_ = \$signal$46 [8] ? { cres9[1], cres9[1] } : 2'h0;
   assign _163_ = _161_ | { _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_ };
-  assign _164_ = \$signal$44 [0] ? addend[23:12] : 12'h000;
-  assign _165_ = \$signal$44 [1] ? \$signal$25 [23:12] : 12'h000;
+  assign _164_ = \$signal$47 [0] ? addend[23:12] : 12'h000;
+  assign _165_ = \$signal$47 [1] ? \$signal$29 [23:12] : 12'h000;
   assign _166_ = _164_ | _165_;
-  assign _167_ = \$signal$44 [2] ? val5[35:18] : 18'h00000;
+  assign _167_ = \$signal$47 [2] ? val5[35:18] : 18'h00000;
   assign _168_ = { _166_[11], _166_[11], _166_[11], _166_[11], _166_[11], _166_[11], _166_ } | _167_;
-  assign _169_ = \$signal$44 [3] ? r6[35:18] : 18'h00000;
+  assign _169_ = \$signal$47 [3] ? r6[35:18] : 18'h00000;
   assign _170_ = _168_ | _169_;
-  assign _172_ = \$signal$44 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _172_ = \$signal$47 [5] ? { cres8[1], cres8[1] } : 2'h0;
   assign _173_ = _170_ | { _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_ };
-  assign _174_ = \$signal$44 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _174_ = \$signal$47 [6] ? { cres9[1], cres9[1] } : 2'h0;
   assign _175_ = _173_ | { _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_ };
   assign _176_ = $signed(_163_) + $signed(_175_);
-  assign _177_ = \$signal$43 [0] ? val5[53:36] : 18'h00000;
-  assign _178_ = \$signal$43 [1] ? r6[53:36] : 18'h00000;
+  assign _177_ = \$signal$46 [0] ? val5[53:36] : 18'h00000;
+  assign _178_ = \$signal$46 [1] ? r6[53:36] : 18'h00000;
   assign _179_ = _177_ | _178_;
-  assign _182_ = \$signal$43 [2] ? res7[50:34] : 17'h00000;
+  assign _182_ = \$signal$46 [2] ? res7[50:34] : 17'h00000;
   assign _183_ = _179_ | { _182_[16], _182_ };
-  assign _184_ = \$signal$43 [3] ? res8[50:34] : 17'h00000;
+  assign _184_ = \$signal$46 [3] ? res8[50:34] : 17'h00000;
   assign _185_ = _183_ | { _184_[16], _184_ };
-  assign _186_ = \$signal$43 [4] ? res9[50:34] : 17'h00000;
+  assign _186_ = \$signal$46 [4] ? res9[50:34] : 17'h00000;
   assign _187_ = _185_ | { _186_[16], _186_ };
-  assign _188_ = \$signal$43 [5] ? \$signal [50:34] : 17'h00000;
+  assign _188_ = \$signal$46 [5] ? \$signal [50:34] : 17'h00000;
   assign _189_ = _187_ | { _188_[16], _188_ };
-  assign _190_ = \$signal$43 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _190_ = \$signal$46 [7] ? { cres8[2], cres8[2] } : 2'h0;
   assign _191_ = _189_ | { _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_ };
-  assign _192_ = \$signal$43 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _192_ = \$signal$46 [8] ? { cres9[2], cres9[2] } : 2'h0;
   assign _193_ = _191_ | { _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_ };
-  assign _194_ = \$signal$44 [0] ? addend[35:24] : 12'h000;
-  assign _195_ = \$signal$44 [1] ? \$signal$25 [35:24] : 12'h000;
+  assign _194_ = \$signal$47 [0] ? addend[35:24] : 12'h000;
+  assign _195_ = \$signal$47 [1] ? \$signal$29 [35:24] : 12'h000;
   assign _196_ = _194_ | _195_;
-  assign _197_ = \$signal$44 [2] ? val5[53:36] : 18'h00000;
+  assign _197_ = \$signal$47 [2] ? val5[53:36] : 18'h00000;
   assign _199_ = { _196_[11], _196_[11], _196_[11], _196_[11], _196_[11], _196_[11], _196_ } | _197_;
-  assign _200_ = \$signal$44 [3] ? r6[53:36] : 18'h00000;
+  assign _200_ = \$signal$47 [3] ? r6[53:36] : 18'h00000;
   assign _201_ = _199_ | _200_;
-  assign _202_ = \$signal$44 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _202_ = \$signal$47 [5] ? { cres8[2], cres8[2] } : 2'h0;
   assign _203_ = _201_ | { _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_ };
-  assign _204_ = \$signal$44 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _204_ = \$signal$47 [6] ? { cres9[2], cres9[2] } : 2'h0;
   assign _205_ = _203_ | { _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_ };
   assign _207_ = $signed(_193_) + $signed(_205_);
-  assign _208_ = \$signal$43 [0] ? val5[71:54] : 18'h00000;
-  assign _209_ = \$signal$43 [1] ? r6[71:54] : 18'h00000;
+  assign _208_ = \$signal$46 [0] ? val5[71:54] : 18'h00000;
+  assign _209_ = \$signal$46 [1] ? r6[71:54] : 18'h00000;
   assign _210_ = _208_ | _209_;
-  assign _211_ = \$signal$43 [2] ? res7[67:51] : 17'h00000;
+  assign _211_ = \$signal$46 [2] ? res7[67:51] : 17'h00000;
   assign _212_ = _210_ | { _211_[16], _211_ };
-  assign _213_ = \$signal$43 [3] ? res8[67:51] : 17'h00000;
+  assign _213_ = \$signal$46 [3] ? res8[67:51] : 17'h00000;
   assign _214_ = _212_ | { _213_[16], _213_ };
-  assign _215_ = \$signal$43 [4] ? res9[67:51] : 17'h00000;
+  assign _215_ = \$signal$46 [4] ? res9[67:51] : 17'h00000;
   assign _216_ = _214_ | { _215_[16], _215_ };
-  assign _217_ = \$signal$43 [5] ? \$signal [67:51] : 17'h00000;
+  assign _217_ = \$signal$46 [5] ? \$signal [67:51] : 17'h00000;
   assign _218_ = _216_ | { _217_[16], _217_ };
-  assign _219_ = \$signal$43 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _219_ = \$signal$46 [7] ? { cres8[3], cres8[3] } : 2'h0;
   assign _220_ = _218_ | { _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_ };
-  assign _221_ = \$signal$43 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _221_ = \$signal$46 [8] ? { cres9[3], cres9[3] } : 2'h0;
   assign _222_ = _220_ | { _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_ };
-  assign _224_ = \$signal$44 [0] ? addend[47:36] : 12'h000;
-  assign _225_ = \$signal$44 [1] ? \$signal$25 [47:36] : 12'h000;
+  assign _224_ = \$signal$47 [0] ? addend[47:36] : 12'h000;
+  assign _225_ = \$signal$47 [1] ? \$signal$29 [47:36] : 12'h000;
   assign _226_ = _224_ | _225_;
-  assign _227_ = \$signal$44 [2] ? val5[71:54] : 18'h00000;
+  assign _227_ = \$signal$47 [2] ? val5[71:54] : 18'h00000;
   assign _228_ = { _226_[11], _226_[11], _226_[11], _226_[11], _226_[11], _226_[11], _226_ } | _227_;
-  assign _229_ = \$signal$44 [3] ? r6[71:54] : 18'h00000;
+  assign _229_ = \$signal$47 [3] ? r6[71:54] : 18'h00000;
   assign _230_ = _228_ | _229_;
-  assign _232_ = \$signal$44 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _232_ = \$signal$47 [5] ? { cres8[3], cres8[3] } : 2'h0;
   assign _233_ = _230_ | { _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_ };
-  assign _234_ = \$signal$44 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _234_ = \$signal$47 [6] ? { cres9[3], cres9[3] } : 2'h0;
   assign _235_ = _233_ | { _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_ };
   assign _236_ = $signed(_222_) + $signed(_235_);
   assign _237_ = st6[0] & st6[1];
@@ -14559,7 +14623,7 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
   assign _250_ = _249_ & st7[2];
   assign _251_ = ~ _250_;
   assign _252_ = st7[0] & _251_;
-  assign { _253_[3:1], \$signature__en  } = _252_ ? 4'hf : 4'h0;
+  assign { _253_[3:1], v_wr__en } = _252_ ? 4'hf : 4'h0;
   assign _254_ = st7[0] & st7[1];
   assign _255_ = ~ push7;
   assign dropped = _254_ & _255_;
@@ -14580,131 +14644,136 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
   always @(posedge clk)
     st7 <= _264_;
   always @(posedge clk)
-    w1_0 <= _265_;
+    w0_0 <= port__data;
   always @(posedge clk)
-    w2_0_0_0 <= _266_;
+    w1_0 <= w0_0;
   always @(posedge clk)
-    w2_0_0_1 <= _267_;
+    w2_0_0_0 <= _265_;
   always @(posedge clk)
-    w2_0_0_2 <= _268_;
+    w2_0_0_1 <= _266_;
   always @(posedge clk)
-    w2_0_0_3 <= _269_;
+    w2_0_0_2 <= _267_;
   always @(posedge clk)
-    w2_0_2_0 <= _270_;
+    w2_0_0_3 <= _268_;
   always @(posedge clk)
-    w2_0_2_1 <= _271_;
+    w2_0_2_0 <= _269_;
   always @(posedge clk)
-    w2_0_2_2 <= _272_;
+    w2_0_2_1 <= _270_;
   always @(posedge clk)
-    w2_0_2_3 <= _273_;
+    w2_0_2_2 <= _271_;
   always @(posedge clk)
-    addend <= _274_;
+    w2_0_2_3 <= _272_;
   always @(posedge clk)
-    \$signal  <= _275_;
+    addend <= _273_;
   always @(posedge clk)
-    \$signal$25  <= _276_;
+    v_rd <= \port__data$25 ;
   always @(posedge clk)
-    res8 <= _277_;
+    b_rd <= \port__data$27 ;
   always @(posedge clk)
-    res9 <= _278_;
+    \$signal  <= _274_;
+  always @(posedge clk)
+    \$signal$29  <= _275_;
+  always @(posedge clk)
+    res8 <= _276_;
+  always @(posedge clk)
+    res9 <= _277_;
   always @(posedge clk)
     cres8 <= 4'h0;
   always @(posedge clk)
-    cres9 <= _280_;
+    cres9 <= _279_;
   always @(posedge clk)
-    hit_v1 <= _281_;
+    hit_v1 <= _280_;
   always @(posedge clk)
-    hit_c1 <= _282_;
+    hit_c1 <= _281_;
   always @(posedge clk)
-    hit_v2 <= _283_;
+    hit_v2 <= _282_;
   always @(posedge clk)
-    hit_c2 <= _284_;
+    hit_c2 <= _283_;
   always @(posedge clk)
-    hit_v3 <= _285_;
+    hit_v3 <= _284_;
   always @(posedge clk)
-    hit_c3 <= _286_;
+    hit_c3 <= _285_;
   always @(posedge clk)
-    hit_v4 <= _287_;
+    hit_v4 <= _286_;
   always @(posedge clk)
-    hit_c4 <= _288_;
+    hit_c4 <= _287_;
   always @(posedge clk)
-    hit_v5 <= _290_;
+    hit_v5 <= _288_;
   always @(posedge clk)
-    hit_c5 <= _291_;
+    hit_c5 <= _290_;
   always @(posedge clk)
-    \$signal$43  <= _292_;
+    \$signal$46  <= _291_;
   always @(posedge clk)
-    \$signal$44  <= _293_;
+    \$signal$47  <= _292_;
   always @(posedge clk)
-    val5 <= _294_;
+    val5 <= _293_;
   always @(posedge clk)
-    res7 <= _295_;
+    res7 <= _294_;
   always @(posedge clk)
-    entry7 <= _296_;
+    entry7 <= _295_;
   always @(posedge clk)
-    push7 <= _297_;
+    push7 <= _296_;
   always @(posedge clk)
-    pos0 <= _298_;
+    pos0 <= _297_;
   always @(posedge clk)
-    pos1 <= _299_;
+    pos1 <= _298_;
   always @(posedge clk)
-    pos2 <= _300_;
-  assign _356_ = _244_ ? (* full_case = 32'd1 *) 2'h0 : _245_[1:0];
-  assign _357_ = _243_ ? _356_ : pos2;
-  assign _358_ = _242_ ? _357_ : pos2;
-  assign _359_ = st7[32] ? (* full_case = 32'd1 *) 2'h0 : _358_;
-  assign _360_ = _241_ ? _359_ : pos2;
-  assign _300_ = rst ? 2'h0 : _360_;
-  assign _361_ = _243_ ? (* full_case = 32'd1 *) 2'h0 : _246_[1:0];
-  assign _362_ = _242_ ? _361_ : pos1;
-  assign _363_ = st7[32] ? (* full_case = 32'd1 *) 2'h0 : _362_;
-  assign _364_ = _241_ ? _363_ : pos1;
-  assign _299_ = rst ? 2'h0 : _364_;
-  assign _365_ = _242_ ? (* full_case = 32'd1 *) 2'h0 : _247_[1:0];
-  assign _366_ = st7[32] ? (* full_case = 32'd1 *) 2'h0 : _365_;
-  assign _367_ = _241_ ? _366_ : pos0;
-  assign _298_ = rst ? 2'h0 : _367_;
-  assign _297_ = rst ? 1'h0 : _240_;
-  assign _296_ = rst ? 19'h00000 : { st6[32], 6'h00, counts };
-  assign _295_ = rst ? 68'h00000000000000000 : result;
-  assign _294_[71:54] = rst ? 18'h00000 : _236_[17:0];
-  assign _294_[35:18] = rst ? 18'h00000 : _176_[17:0];
-  assign _294_[17:0] = rst ? 18'h00000 : _147_[17:0];
-  assign _294_[53:36] = rst ? 18'h00000 : _207_[17:0];
-  assign _293_ = rst ? 8'h00 : { 6'h00, st3[1], _117_ };
-  assign _292_ = rst ? 10'h000 : { _116_, _108_, _099_, _090_, _084_, _075_, _065_, _056_, _049_, _035_ };
-  assign _291_ = rst ? 1'h0 : _027_;
-  assign _290_ = rst ? 1'h0 : _019_;
-  assign _288_ = rst ? 1'h0 : _013_;
-  assign _287_ = rst ? 1'h0 : _005_;
-  assign _286_ = rst ? 1'h0 : _355_;
-  assign _285_ = rst ? 1'h0 : _348_;
-  assign _284_ = rst ? 1'h0 : _341_;
-  assign _283_ = rst ? 1'h0 : _331_;
-  assign _282_ = rst ? 1'h0 : _323_;
-  assign _281_ = rst ? 1'h0 : _313_;
-  assign _280_ = rst ? 4'h0 : cres8;
-  assign _278_ = rst ? 68'h00000000000000000 : res8;
-  assign _277_ = rst ? 68'h00000000000000000 : res7;
-  assign _276_ = rst ? 48'h000000000000 : b_rd__data;
-  assign _275_ = rst ? 68'h00000000000000000 : \$signature__data ;
-  assign _368_ = st3[22] ? addend[47:36] : _304_[11:0];
-  assign _274_[47:36] = rst ? 12'h000 : _368_;
-  assign _369_ = st3[22] ? addend[23:12] : _289_[11:0];
-  assign _274_[23:12] = rst ? 12'h000 : _369_;
-  assign _370_ = st3[22] ? addend[11:0] : _258_[11:0];
-  assign _274_[11:0] = rst ? 12'h000 : _370_;
-  assign _371_ = st3[22] ? addend[35:24] : _302_[11:0];
-  assign _274_[35:24] = rst ? 12'h000 : _371_;
-  assign _273_ = rst ? 12'h000 : _231_;
-  assign _272_ = rst ? 12'h000 : _206_;
-  assign _271_ = rst ? 12'h000 : _181_;
-  assign _270_ = rst ? 12'h000 : _156_;
-  assign _269_ = rst ? 11'h000 : _130_;
-  assign _268_ = rst ? 11'h000 : _074_;
-  assign _267_ = rst ? 11'h000 : _020_;
-  assign _266_ = rst ? 11'h000 : _316_;
-  assign _265_ = rst ? 32'd0 : rd__data;
+    pos2 <= _299_;
+  assign _355_ = _244_ ? (* full_case = 32'd1 *) 2'h0 : _245_[1:0];
+  assign _356_ = _243_ ? _355_ : pos2;
+  assign _357_ = _242_ ? _356_ : pos2;
+  assign _358_ = st7[32] ? (* full_case = 32'd1 *) 2'h0 : _357_;
+  assign _359_ = _241_ ? _358_ : pos2;
+  assign _299_ = rst ? 2'h0 : _359_;
+  assign _360_ = _243_ ? (* full_case = 32'd1 *) 2'h0 : _246_[1:0];
+  assign _361_ = _242_ ? _360_ : pos1;
+  assign _362_ = st7[32] ? (* full_case = 32'd1 *) 2'h0 : _361_;
+  assign _363_ = _241_ ? _362_ : pos1;
+  assign _298_ = rst ? 2'h0 : _363_;
+  assign _364_ = _242_ ? (* full_case = 32'd1 *) 2'h0 : _247_[1:0];
+  assign _365_ = st7[32] ? (* full_case = 32'd1 *) 2'h0 : _364_;
+  assign _366_ = _241_ ? _365_ : pos0;
+  assign _297_ = rst ? 2'h0 : _366_;
+  assign _296_ = rst ? 1'h0 : _240_;
+  assign _295_ = rst ? 19'h00000 : { st6[32], 6'h00, counts };
+  assign _294_ = rst ? 68'h00000000000000000 : result;
+  assign _293_[71:54] = rst ? 18'h00000 : _236_[17:0];
+  assign _293_[35:18] = rst ? 18'h00000 : _176_[17:0];
+  assign _293_[17:0] = rst ? 18'h00000 : _147_[17:0];
+  assign _293_[53:36] = rst ? 18'h00000 : _207_[17:0];
+  assign _292_ = rst ? 8'h00 : { 6'h00, st3[1], _117_ };
+  assign _291_ = rst ? 10'h000 : { _116_, _108_, _099_, _090_, _084_, _075_, _065_, _056_, _049_, _035_ };
+  assign _290_ = rst ? 1'h0 : _027_;
+  assign _288_ = rst ? 1'h0 : _019_;
+  assign _287_ = rst ? 1'h0 : _013_;
+  assign _286_ = rst ? 1'h0 : _005_;
+  assign _285_ = rst ? 1'h0 : _354_;
+  assign _284_ = rst ? 1'h0 : _347_;
+  assign _283_ = rst ? 1'h0 : _340_;
+  assign _282_ = rst ? 1'h0 : _330_;
+  assign _281_ = rst ? 1'h0 : _322_;
+  assign _280_ = rst ? 1'h0 : _312_;
+  assign _279_ = rst ? 4'h0 : cres8;
+  assign _277_ = rst ? 68'h00000000000000000 : res8;
+  assign _276_ = rst ? 68'h00000000000000000 : res7;
+  assign _275_ = rst ? 48'h000000000000 : b_rd;
+  assign _274_ = rst ? 68'h00000000000000000 : v_rd;
+  assign _367_ = st3[22] ? addend[47:36] : _303_[11:0];
+  assign _273_[47:36] = rst ? 12'h000 : _367_;
+  assign _368_ = st3[22] ? addend[23:12] : _289_[11:0];
+  assign _273_[23:12] = rst ? 12'h000 : _368_;
+  assign _369_ = st3[22] ? addend[11:0] : _258_[11:0];
+  assign _273_[11:0] = rst ? 12'h000 : _369_;
+  assign _370_ = st3[22] ? addend[35:24] : _301_[11:0];
+  assign _273_[35:24] = rst ? 12'h000 : _370_;
+  assign _272_ = rst ? 12'h000 : _231_;
+  assign _271_ = rst ? 12'h000 : _206_;
+  assign _270_ = rst ? 12'h000 : _181_;
+  assign _269_ = rst ? 12'h000 : _156_;
+  assign _268_ = rst ? 11'h000 : _130_;
+  assign _267_ = rst ? 11'h000 : _074_;
+  assign _266_ = rst ? 11'h000 : _020_;
+  assign _265_ = rst ? 11'h000 : _315_;
   assign _264_ = rst ? 35'h000000000 : st6;
   assign _263_ = rst ? 35'h000000000 : st5;
   assign _262_ = rst ? 35'h000000000 : st4;
@@ -14779,34 +14848,46 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
   assign \res8[2]  = res8[50:34];
   assign \res8[1]  = res8[33:17];
   assign \res8[0]  = res8[16:0];
-  assign \b_rd__data[3]  = b_rd__data[47:36];
-  assign \b_rd__data[2]  = b_rd__data[35:24];
-  assign \b_rd__data[1]  = b_rd__data[23:12];
-  assign \b_rd__data[0]  = b_rd__data[11:0];
-  assign \$signal$25[3]  = \$signal$25 [47:36];
-  assign \$signal$25[2]  = \$signal$25 [35:24];
-  assign \$signal$25[1]  = \$signal$25 [23:12];
-  assign \$signal$25[0]  = \$signal$25 [11:0];
-  assign \$signature__data[3]  = \$signature__data [67:51];
-  assign \$signature__data[2]  = \$signature__data [50:34];
-  assign \$signature__data[1]  = \$signature__data [33:17];
-  assign \$signature__data[0]  = \$signature__data [16:0];
+  assign \$signal$29[3]  = \$signal$29 [47:36];
+  assign \$signal$29[2]  = \$signal$29 [35:24];
+  assign \$signal$29[1]  = \$signal$29 [23:12];
+  assign \$signal$29[0]  = \$signal$29 [11:0];
   assign \$signal[3]  = \$signal [67:51];
   assign \$signal[2]  = \$signal [50:34];
   assign \$signal[1]  = \$signal [33:17];
   assign \$signal[0]  = \$signal [16:0];
+  assign \port__data$27[3]  = \port__data$27 [47:36];
+  assign \port__data$27[2]  = \port__data$27 [35:24];
+  assign \port__data$27[1]  = \port__data$27 [23:12];
+  assign \port__data$27[0]  = \port__data$27 [11:0];
+  assign \b_rd[3]  = b_rd[47:36];
+  assign \b_rd[2]  = b_rd[35:24];
+  assign \b_rd[1]  = b_rd[23:12];
+  assign \b_rd[0]  = b_rd[11:0];
+  assign \port__data$25[3]  = \port__data$25 [67:51];
+  assign \port__data$25[2]  = \port__data$25 [50:34];
+  assign \port__data$25[1]  = \port__data$25 [33:17];
+  assign \port__data$25[0]  = \port__data$25 [16:0];
+  assign \v_rd[3]  = v_rd[67:51];
+  assign \v_rd[2]  = v_rd[50:34];
+  assign \v_rd[1]  = v_rd[33:17];
+  assign \v_rd[0]  = v_rd[16:0];
   assign \addend[3]  = addend[47:36];
   assign \addend[2]  = addend[35:24];
   assign \addend[1]  = addend[23:12];
   assign \addend[0]  = addend[11:0];
-  assign \rd__data[3]  = rd__data[31:24];
-  assign \rd__data[2]  = rd__data[23:16];
-  assign \rd__data[1]  = rd__data[15:8];
-  assign \rd__data[0]  = rd__data[7:0];
   assign \w1_0[3]  = w1_0[31:24];
   assign \w1_0[2]  = w1_0[23:16];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[0]  = w1_0[7:0];
+  assign \port__data[3]  = port__data[31:24];
+  assign \port__data[2]  = port__data[23:16];
+  assign \port__data[1]  = port__data[15:8];
+  assign \port__data[0]  = port__data[7:0];
+  assign \w0_0[3]  = w0_0[31:24];
+  assign \w0_0[2]  = w0_0[23:16];
+  assign \w0_0[1]  = w0_0[15:8];
+  assign \w0_0[0]  = w0_0[7:0];
   assign \st7.bias_g  = st7[34:33];
   assign \st7.end  = st7[32];
   assign \st7.fire_k  = st7[31];
@@ -14923,7 +15004,7 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
   assign \st0.cur  = st0[2];
   assign \st0.kind  = st0[1];
   assign \st0.valid  = st0[0];
-  assign _253_[0] = \$signature__en ;
+  assign _253_[0] = v_wr__en;
   assign \push__payload.end  = entry7[18];
   assign \push__payload.x  = pos1;
   assign \push__payload.y  = pos2;
@@ -14933,10 +15014,10 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
   assign \push__payload.counts[1]  = entry7[5:3];
   assign \push__payload.counts[0]  = entry7[2:0];
   assign \push__payload.counts  = entry7[11:0];
-  assign \$signature__data$66[3]  = res7[67:51];
-  assign \$signature__data$66[2]  = res7[50:34];
-  assign \$signature__data$66[1]  = res7[33:17];
-  assign \$signature__data$66[0]  = res7[16:0];
+  assign \v_wr__data[3]  = res7[67:51];
+  assign \v_wr__data[2]  = res7[50:34];
+  assign \v_wr__data[1]  = res7[33:17];
+  assign \v_wr__data[0]  = res7[16:0];
   assign \r[3]  = r6[71:54];
   assign \r[2]  = r6[53:36];
   assign \r[1]  = r6[35:18];
@@ -14975,27 +15056,27 @@ module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payl
   assign \counts[2]  = counts[8:6];
   assign \counts[1]  = counts[5:3];
   assign \counts[0]  = counts[2:0];
-  assign \$signal$52.end  = st6[32];
-  assign \$signal$52.x  = 2'h0;
-  assign \$signal$52.y  = 2'h0;
-  assign \$signal$52.g  = 2'h0;
-  assign \$signal$52.counts[3]  = counts[11:9];
-  assign \$signal$52.counts[2]  = counts[8:6];
-  assign \$signal$52.counts[1]  = counts[5:3];
-  assign \$signal$52.counts[0]  = counts[2:0];
-  assign \$signal$52.counts  = counts;
+  assign \$signal$55.end  = st6[32];
+  assign \$signal$55.x  = 2'h0;
+  assign \$signal$55.y  = 2'h0;
+  assign \$signal$55.g  = 2'h0;
+  assign \$signal$55.counts[3]  = counts[11:9];
+  assign \$signal$55.counts[2]  = counts[8:6];
+  assign \$signal$55.counts[1]  = counts[5:3];
+  assign \$signal$55.counts[0]  = counts[2:0];
+  assign \$signal$55.counts  = counts;
   assign push__payload = { entry7[18], pos1, pos2, pos0, entry7[11:0] };
   assign push__valid = push7;
-  assign \$signature__data$66  = res7;
-  assign \$signature__addr$65  = st7[9:4];
+  assign v_wr__data = res7;
+  assign v_wr__addr = st7[9:4];
   assign r = r6;
   assign s6 = st6;
   assign s5 = st5;
   assign val = val5;
-  assign b_rd__addr = st2[34:33];
-  assign \$signature__addr  = st2[9:4];
-  assign rd__addr = st0[21:10];
-  assign \$signal$52  = { st6[32], 6'h00, counts };
+  assign \port__addr$63  = st2[34:33];
+  assign \port__addr$62  = st2[9:4];
+  assign port__addr = st0[21:10];
+  assign \$signal$55  = { st6[32], 6'h00, counts };
   assign c_raw = 4'h0;
   assign cres7 = 4'h0;
 endmodule
@@ -16232,22 +16313,22 @@ module \digits_cnn_gn.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready, i
   wire [2:0] _061_;
   wire [2:0] _062_;
   wire [2:0] _063_;
-  wire [2:0] _064_;
-  wire [2:0] _065_;
+  wire [11:0] _064_;
+  wire [11:0] _065_;
   wire [11:0] _066_;
   wire [11:0] _067_;
-  wire [11:0] _068_;
-  wire [11:0] _069_;
+  wire [5:0] _068_;
+  wire [5:0] _069_;
   wire [5:0] _070_;
   wire [5:0] _071_;
-  wire [5:0] _072_;
-  wire [5:0] _073_;
+  wire [1:0] _072_;
+  wire [1:0] _073_;
   wire [1:0] _074_;
   wire [1:0] _075_;
-  wire [1:0] _076_;
-  wire [1:0] _077_;
-  wire [3:0] _078_;
-  wire [2:0] _079_;
+  wire [3:0] _076_;
+  wire [2:0] _077_;
+  wire _078_;
+  wire _079_;
   wire _080_;
   wire _081_;
   wire _082_;
@@ -16355,10 +16436,10 @@ module \digits_cnn_gn.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready, i
   wire _184_;
   wire _185_;
   wire _186_;
-  wire _187_;
-  wire _188_;
-  wire [6:0] _189_;
-  wire [4:0] _190_;
+  wire [6:0] _187_;
+  wire [4:0] _188_;
+  wire _189_;
+  wire _190_;
   wire _191_;
   wire _192_;
   wire _193_;
@@ -16369,8 +16450,8 @@ module \digits_cnn_gn.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready, i
   wire _198_;
   wire _199_;
   wire _200_;
-  wire _201_;
-  wire _202_;
+  wire [2:0] _201_;
+  wire [2:0] _202_;
   wire [2:0] _203_;
   wire [2:0] _204_;
   wire [2:0] _205_;
@@ -16477,34 +16558,32 @@ module \digits_cnn_gn.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready, i
   assign _016_ = _015_ == 1'h1;
   assign _018_ = _017_ == 1'h1;
   assign _023_ = | _022_;
-  assign _060_ = _057_ ? _206_ : ys;
-  assign _061_ = _050_ ? _012_[2:0] : _060_;
-  assign _048_ = rst ? 3'h0 : _061_;
-  assign _062_ = \$signal  ? (* full_case = 32'd1 *) xn : _032_[2:0];
-  assign _063_ = last_g ? (* full_case = 32'd1 *) _062_ : xs;
-  assign _064_ = _057_ ? _063_ : xs;
-  assign _065_ = _050_ ? _010_[2:0] : _064_;
-  assign _047_ = rst ? 3'h0 : _065_;
-  assign _066_ = \$signal  ? (* full_case = 32'd1 *) _037_[11:0] : _034_[11:0];
-  assign _067_ = last_g ? (* full_case = 32'd1 *) _066_ : _029_[11:0];
-  assign _068_ = _057_ ? _067_ : waddr;
-  assign _069_ = _050_ ? _007_[11:0] : _068_;
-  assign _046_ = rst ? 12'h000 : _069_;
-  assign _070_ = \$signal  ? (* full_case = 32'd1 *) _036_[5:0] : _033_[5:0];
-  assign _071_ = last_g ? (* full_case = 32'd1 *) _070_ : _028_[5:0];
-  assign _072_ = _057_ ? _071_ : \$like ;
-  assign _073_ = _050_ ? _001_[5:0] : _072_;
-  assign _045_ = rst ? 6'h00 : _073_;
-  assign _074_ = _039_ ? 2'h0 : g;
-  assign _075_ = last_g ? (* full_case = 32'd1 *) 2'h0 : _027_[1:0];
-  assign _076_ = _057_ ? _075_ : _074_;
-  assign _077_ = _050_ ? _074_ : _076_;
-  assign _044_ = rst ? 2'h0 : _077_;
-  assign _078_ = _039_ ? i__payload[16:13] : shift;
-  assign _043_ = rst ? 4'h0 : _078_;
-  assign _079_ = _039_ ? i__payload[12:10] : \$like$6 ;
-  assign _042_ = rst ? 3'h0 : _079_;
-  function [2:0] _282_;
+  assign _048_ = rst ? 3'h0 : _206_;
+  assign _060_ = \$signal  ? (* full_case = 32'd1 *) xn : _032_[2:0];
+  assign _061_ = last_g ? (* full_case = 32'd1 *) _060_ : xs;
+  assign _062_ = _057_ ? _061_ : xs;
+  assign _063_ = _050_ ? _010_[2:0] : _062_;
+  assign _047_ = rst ? 3'h0 : _063_;
+  assign _064_ = \$signal  ? (* full_case = 32'd1 *) _037_[11:0] : _034_[11:0];
+  assign _065_ = last_g ? (* full_case = 32'd1 *) _064_ : _029_[11:0];
+  assign _066_ = _057_ ? _065_ : waddr;
+  assign _067_ = _050_ ? _007_[11:0] : _066_;
+  assign _046_ = rst ? 12'h000 : _067_;
+  assign _068_ = \$signal  ? (* full_case = 32'd1 *) _036_[5:0] : _033_[5:0];
+  assign _069_ = last_g ? (* full_case = 32'd1 *) _068_ : _028_[5:0];
+  assign _070_ = _057_ ? _069_ : \$like ;
+  assign _071_ = _050_ ? _001_[5:0] : _070_;
+  assign _045_ = rst ? 6'h00 : _071_;
+  assign _072_ = _039_ ? 2'h0 : g;
+  assign _073_ = last_g ? (* full_case = 32'd1 *) 2'h0 : _027_[1:0];
+  assign _074_ = _057_ ? _073_ : _072_;
+  assign _075_ = _050_ ? _072_ : _074_;
+  assign _044_ = rst ? 2'h0 : _075_;
+  assign _076_ = _039_ ? i__payload[16:13] : shift;
+  assign _043_ = rst ? 4'h0 : _076_;
+  assign _077_ = _039_ ? i__payload[12:10] : \$like$6 ;
+  assign _042_ = rst ? 3'h0 : _077_;
+  function [2:0] _280_;
     input [2:0] a;
     input [23:0] b;
     input [7:0] s;
@@ -16512,35 +16591,35 @@ module \digits_cnn_gn.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready, i
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _282_ = b[2:0];
+        _280_ = b[2:0];
       8'b??????1?:
-        _282_ = b[5:3];
+        _280_ = b[5:3];
       8'b?????1??:
-        _282_ = b[8:6];
+        _280_ = b[8:6];
       8'b????1???:
-        _282_ = b[11:9];
+        _280_ = b[11:9];
       8'b???1????:
-        _282_ = b[14:12];
+        _280_ = b[14:12];
       8'b??1?????:
-        _282_ = b[17:15];
+        _280_ = b[17:15];
       8'b?1??????:
-        _282_ = b[20:18];
+        _280_ = b[20:18];
       8'b1???????:
-        _282_ = b[23:21];
+        _280_ = b[23:21];
       default:
-        _282_ = a;
+        _280_ = a;
     endcase
   endfunction
-  assign _024_ = _282_(3'hx, 24'h49b6d2, { _087_, _086_, _085_, _084_, _083_, _082_, _081_, _080_ });
-  assign _080_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _081_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _082_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _083_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _084_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _085_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _086_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _087_ = ! (* full_case = 32'd1 *) i__payload[9:7];
-  function [2:0] _291_;
+  assign _024_ = _280_(3'hx, 24'h49b6d2, { _085_, _084_, _083_, _082_, _081_, _080_, _079_, _078_ });
+  assign _078_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _079_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _080_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _081_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _082_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _083_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _084_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _085_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [2:0] _289_;
     input [2:0] a;
     input [23:0] b;
     input [7:0] s;
@@ -16548,35 +16627,35 @@ module \digits_cnn_gn.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready, i
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _291_ = b[2:0];
+        _289_ = b[2:0];
       8'b??????1?:
-        _291_ = b[5:3];
+        _289_ = b[5:3];
       8'b?????1??:
-        _291_ = b[8:6];
+        _289_ = b[8:6];
       8'b????1???:
-        _291_ = b[11:9];
+        _289_ = b[11:9];
       8'b???1????:
-        _291_ = b[14:12];
+        _289_ = b[14:12];
       8'b??1?????:
-        _291_ = b[17:15];
+        _289_ = b[17:15];
       8'b?1??????:
-        _291_ = b[20:18];
+        _289_ = b[20:18];
       8'b1???????:
-        _291_ = b[23:21];
+        _289_ = b[23:21];
       default:
-        _291_ = a;
+        _289_ = a;
     endcase
   endfunction
-  assign _022_ = _291_(3'hx, 24'h49b6d2, { _095_, _094_, _093_, _092_, _091_, _090_, _089_, _088_ });
-  assign _088_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _089_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _090_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _091_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _092_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _093_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _094_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _095_ = ! (* full_case = 32'd1 *) i__payload[6:4];
-  function [6:0] _300_;
+  assign _022_ = _289_(3'hx, 24'h49b6d2, { _093_, _092_, _091_, _090_, _089_, _088_, _087_, _086_ });
+  assign _086_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _087_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _088_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _089_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _090_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _091_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _092_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _093_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [6:0] _298_;
     input [6:0] a;
     input [55:0] b;
     input [7:0] s;
@@ -16584,35 +16663,35 @@ module \digits_cnn_gn.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready, i
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _300_ = b[6:0];
+        _298_ = b[6:0];
       8'b??????1?:
-        _300_ = b[13:7];
+        _298_ = b[13:7];
       8'b?????1??:
-        _300_ = b[20:14];
+        _298_ = b[20:14];
       8'b????1???:
-        _300_ = b[27:21];
+        _298_ = b[27:21];
       8'b???1????:
-        _300_ = b[34:28];
+        _298_ = b[34:28];
       8'b??1?????:
-        _300_ = b[41:35];
+        _298_ = b[41:35];
       8'b?1??????:
-        _300_ = b[48:42];
+        _298_ = b[48:42];
       8'b1???????:
-        _300_ = b[55:49];
+        _298_ = b[55:49];
       default:
-        _300_ = a;
+        _298_ = a;
     endcase
   endfunction
-  assign _021_ = _300_(7'hxx, 56'hab56eddbb76ad5, { _103_, _102_, _101_, _100_, _099_, _098_, _097_, _096_ });
-  assign _096_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _097_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _098_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _099_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _100_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _101_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _102_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _103_ = ! (* full_case = 32'd1 *) i__payload[9:7];
-  function [4:0] _309_;
+  assign _021_ = _298_(7'hxx, 56'hab56eddbb76ad5, { _101_, _100_, _099_, _098_, _097_, _096_, _095_, _094_ });
+  assign _094_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _095_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _096_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _097_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _098_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _099_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _100_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _101_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [4:0] _307_;
     input [4:0] a;
     input [39:0] b;
     input [7:0] s;
@@ -16620,35 +16699,35 @@ module \digits_cnn_gn.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready, i
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _309_ = b[4:0];
+        _307_ = b[4:0];
       8'b??????1?:
-        _309_ = b[9:5];
+        _307_ = b[9:5];
       8'b?????1??:
-        _309_ = b[14:10];
+        _307_ = b[14:10];
       8'b????1???:
-        _309_ = b[19:15];
+        _307_ = b[19:15];
       8'b???1????:
-        _309_ = b[24:20];
+        _307_ = b[24:20];
       8'b??1?????:
-        _309_ = b[29:25];
+        _307_ = b[29:25];
       8'b?1??????:
-        _309_ = b[34:30];
+        _307_ = b[34:30];
       8'b1???????:
-        _309_ = b[39:35];
+        _307_ = b[39:35];
       default:
-        _309_ = a;
+        _307_ = a;
     endcase
   endfunction
-  assign _019_ = _309_(5'hxx, 40'h4a4a529529, { _111_, _110_, _109_, _108_, _107_, _106_, _105_, _104_ });
-  assign _104_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _105_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _106_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _107_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _108_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _109_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _110_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _111_ = ! (* full_case = 32'd1 *) i__payload[9:7];
-  function [2:0] _318_;
+  assign _019_ = _307_(5'hxx, 40'h4a4a529529, { _109_, _108_, _107_, _106_, _105_, _104_, _103_, _102_ });
+  assign _102_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _103_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _104_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _105_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _106_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _107_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _108_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _109_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [2:0] _316_;
     input [2:0] a;
     input [23:0] b;
     input [7:0] s;
@@ -16656,35 +16735,35 @@ module \digits_cnn_gn.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready, i
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _318_ = b[2:0];
+        _316_ = b[2:0];
       8'b??????1?:
-        _318_ = b[5:3];
+        _316_ = b[5:3];
       8'b?????1??:
-        _318_ = b[8:6];
+        _316_ = b[8:6];
       8'b????1???:
-        _318_ = b[11:9];
+        _316_ = b[11:9];
       8'b???1????:
-        _318_ = b[14:12];
+        _316_ = b[14:12];
       8'b??1?????:
-        _318_ = b[17:15];
+        _316_ = b[17:15];
       8'b?1??????:
-        _318_ = b[20:18];
+        _316_ = b[20:18];
       8'b1???????:
-        _318_ = b[23:21];
+        _316_ = b[23:21];
       default:
-        _318_ = a;
+        _316_ = a;
     endcase
   endfunction
-  assign _017_ = _318_(3'hx, 24'h49b6d2, { _119_, _118_, _117_, _116_, _115_, _114_, _113_, _112_ });
-  assign _112_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _113_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _114_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _115_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _116_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _117_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _118_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _119_ = ! (* full_case = 32'd1 *) i__payload[6:4];
-  function [2:0] _327_;
+  assign _017_ = _316_(3'hx, 24'h49b6d2, { _117_, _116_, _115_, _114_, _113_, _112_, _111_, _110_ });
+  assign _110_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _111_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _112_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _113_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _114_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _115_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _116_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _117_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [2:0] _325_;
     input [2:0] a;
     input [23:0] b;
     input [7:0] s;
@@ -16692,35 +16771,35 @@ module \digits_cnn_gn.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready, i
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _327_ = b[2:0];
+        _325_ = b[2:0];
       8'b??????1?:
-        _327_ = b[5:3];
+        _325_ = b[5:3];
       8'b?????1??:
-        _327_ = b[8:6];
+        _325_ = b[8:6];
       8'b????1???:
-        _327_ = b[11:9];
+        _325_ = b[11:9];
       8'b???1????:
-        _327_ = b[14:12];
+        _325_ = b[14:12];
       8'b??1?????:
-        _327_ = b[17:15];
+        _325_ = b[17:15];
       8'b?1??????:
-        _327_ = b[20:18];
+        _325_ = b[20:18];
       8'b1???????:
-        _327_ = b[23:21];
+        _325_ = b[23:21];
       default:
-        _327_ = a;
+        _325_ = a;
     endcase
   endfunction
-  assign _015_ = _327_(3'hx, 24'h49b6d2, { _127_, _126_, _125_, _124_, _123_, _122_, _121_, _120_ });
-  assign _120_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _121_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _122_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _123_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _124_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _125_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _126_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _127_ = ! (* full_case = 32'd1 *) i__payload[9:7];
-  function [2:0] _336_;
+  assign _015_ = _325_(3'hx, 24'h49b6d2, { _125_, _124_, _123_, _122_, _121_, _120_, _119_, _118_ });
+  assign _118_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _119_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _120_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _121_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _122_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _123_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _124_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _125_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [2:0] _334_;
     input [2:0] a;
     input [23:0] b;
     input [7:0] s;
@@ -16728,35 +16807,35 @@ module \digits_cnn_gn.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready, i
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _336_ = b[2:0];
+        _334_ = b[2:0];
       8'b??????1?:
-        _336_ = b[5:3];
+        _334_ = b[5:3];
       8'b?????1??:
-        _336_ = b[8:6];
+        _334_ = b[8:6];
       8'b????1???:
-        _336_ = b[11:9];
+        _334_ = b[11:9];
       8'b???1????:
-        _336_ = b[14:12];
+        _334_ = b[14:12];
       8'b??1?????:
-        _336_ = b[17:15];
+        _334_ = b[17:15];
       8'b?1??????:
-        _336_ = b[20:18];
+        _334_ = b[20:18];
       8'b1???????:
-        _336_ = b[23:21];
+        _334_ = b[23:21];
       default:
-        _336_ = a;
+        _334_ = a;
     endcase
   endfunction
-  assign _013_ = _336_(3'hx, 24'h49b6d2, { _135_, _134_, _133_, _132_, _131_, _130_, _129_, _128_ });
-  assign _128_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _129_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _130_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _131_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _132_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _133_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _134_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _135_ = ! (* full_case = 32'd1 *) i__payload[9:7];
-  function [2:0] _345_;
+  assign _013_ = _334_(3'hx, 24'h49b6d2, { _133_, _132_, _131_, _130_, _129_, _128_, _127_, _126_ });
+  assign _126_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _127_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _128_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _129_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _130_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _131_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _132_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _133_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [2:0] _343_;
     input [2:0] a;
     input [23:0] b;
     input [7:0] s;
@@ -16764,35 +16843,35 @@ module \digits_cnn_gn.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready, i
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _345_ = b[2:0];
+        _343_ = b[2:0];
       8'b??????1?:
-        _345_ = b[5:3];
+        _343_ = b[5:3];
       8'b?????1??:
-        _345_ = b[8:6];
+        _343_ = b[8:6];
       8'b????1???:
-        _345_ = b[11:9];
+        _343_ = b[11:9];
       8'b???1????:
-        _345_ = b[14:12];
+        _343_ = b[14:12];
       8'b??1?????:
-        _345_ = b[17:15];
+        _343_ = b[17:15];
       8'b?1??????:
-        _345_ = b[20:18];
+        _343_ = b[20:18];
       8'b1???????:
-        _345_ = b[23:21];
+        _343_ = b[23:21];
       default:
-        _345_ = a;
+        _343_ = a;
     endcase
   endfunction
-  assign _011_ = _345_(3'hx, 24'h49b6d2, { _143_, _142_, _141_, _140_, _139_, _138_, _137_, _136_ });
-  assign _136_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _137_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _138_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _139_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _140_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _141_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _142_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _143_ = ! (* full_case = 32'd1 *) i__payload[6:4];
-  function [2:0] _354_;
+  assign _011_ = _343_(3'hx, 24'h49b6d2, { _141_, _140_, _139_, _138_, _137_, _136_, _135_, _134_ });
+  assign _134_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _135_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _136_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _137_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _138_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _139_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _140_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _141_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [2:0] _352_;
     input [2:0] a;
     input [23:0] b;
     input [7:0] s;
@@ -16800,35 +16879,35 @@ module \digits_cnn_gn.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready, i
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _354_ = b[2:0];
+        _352_ = b[2:0];
       8'b??????1?:
-        _354_ = b[5:3];
+        _352_ = b[5:3];
       8'b?????1??:
-        _354_ = b[8:6];
+        _352_ = b[8:6];
       8'b????1???:
-        _354_ = b[11:9];
+        _352_ = b[11:9];
       8'b???1????:
-        _354_ = b[14:12];
+        _352_ = b[14:12];
       8'b??1?????:
-        _354_ = b[17:15];
+        _352_ = b[17:15];
       8'b?1??????:
-        _354_ = b[20:18];
+        _352_ = b[20:18];
       8'b1???????:
-        _354_ = b[23:21];
+        _352_ = b[23:21];
       default:
-        _354_ = a;
+        _352_ = a;
     endcase
   endfunction
-  assign _008_ = _354_(3'hx, 24'h49b6d2, { _151_, _150_, _149_, _148_, _147_, _146_, _145_, _144_ });
-  assign _144_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _145_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _146_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _147_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _148_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _149_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _150_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _151_ = ! (* full_case = 32'd1 *) i__payload[9:7];
-  function [5:0] _363_;
+  assign _008_ = _352_(3'hx, 24'h49b6d2, { _149_, _148_, _147_, _146_, _145_, _144_, _143_, _142_ });
+  assign _142_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _143_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _144_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _145_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _146_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _147_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _148_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _149_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [5:0] _361_;
     input [5:0] a;
     input [47:0] b;
     input [7:0] s;
@@ -16836,35 +16915,35 @@ module \digits_cnn_gn.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready, i
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _363_ = b[5:0];
+        _361_ = b[5:0];
       8'b??????1?:
-        _363_ = b[11:6];
+        _361_ = b[11:6];
       8'b?????1??:
-        _363_ = b[17:12];
+        _361_ = b[17:12];
       8'b????1???:
-        _363_ = b[23:18];
+        _361_ = b[23:18];
       8'b???1????:
-        _363_ = b[29:24];
+        _361_ = b[29:24];
       8'b??1?????:
-        _363_ = b[35:30];
+        _361_ = b[35:30];
       8'b?1??????:
-        _363_ = b[41:36];
+        _361_ = b[41:36];
       8'b1???????:
-        _363_ = b[47:42];
+        _361_ = b[47:42];
       default:
-        _363_ = a;
+        _361_ = a;
     endcase
   endfunction
-  assign _006_ = _363_(6'hxx, 48'h20c414414414, { _159_, _158_, _157_, _156_, _155_, _154_, _153_, _152_ });
-  assign _152_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _153_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _154_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _155_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _156_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _157_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _158_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _159_ = ! (* full_case = 32'd1 *) i__payload[9:7];
-  function [7:0] _372_;
+  assign _006_ = _361_(6'hxx, 48'h20c414414414, { _157_, _156_, _155_, _154_, _153_, _152_, _151_, _150_ });
+  assign _150_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _151_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _152_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _153_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _154_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _155_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _156_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _157_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [7:0] _370_;
     input [7:0] a;
     input [63:0] b;
     input [7:0] s;
@@ -16872,35 +16951,35 @@ module \digits_cnn_gn.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready, i
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _372_ = b[7:0];
+        _370_ = b[7:0];
       8'b??????1?:
-        _372_ = b[15:8];
+        _370_ = b[15:8];
       8'b?????1??:
-        _372_ = b[23:16];
+        _370_ = b[23:16];
       8'b????1???:
-        _372_ = b[31:24];
+        _370_ = b[31:24];
       8'b???1????:
-        _372_ = b[39:32];
+        _370_ = b[39:32];
       8'b??1?????:
-        _372_ = b[47:40];
+        _370_ = b[47:40];
       8'b?1??????:
-        _372_ = b[55:48];
+        _370_ = b[55:48];
       8'b1???????:
-        _372_ = b[63:56];
+        _370_ = b[63:56];
       default:
-        _372_ = a;
+        _370_ = a;
     endcase
   endfunction
-  assign _004_ = _372_(8'hxx, 64'h3048607860786078, { _167_, _166_, _165_, _164_, _163_, _162_, _161_, _160_ });
-  assign _160_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _161_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _162_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _163_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _164_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _165_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _166_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _167_ = ! (* full_case = 32'd1 *) i__payload[6:4];
-  function [4:0] _381_;
+  assign _004_ = _370_(8'hxx, 64'h3048607860786078, { _165_, _164_, _163_, _162_, _161_, _160_, _159_, _158_ });
+  assign _158_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _159_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _160_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _161_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _162_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _163_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _164_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _165_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [4:0] _379_;
     input [4:0] a;
     input [39:0] b;
     input [7:0] s;
@@ -16908,35 +16987,35 @@ module \digits_cnn_gn.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready, i
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _381_ = b[4:0];
+        _379_ = b[4:0];
       8'b??????1?:
-        _381_ = b[9:5];
+        _379_ = b[9:5];
       8'b?????1??:
-        _381_ = b[14:10];
+        _379_ = b[14:10];
       8'b????1???:
-        _381_ = b[19:15];
+        _379_ = b[19:15];
       8'b???1????:
-        _381_ = b[24:20];
+        _379_ = b[24:20];
       8'b??1?????:
-        _381_ = b[29:25];
+        _379_ = b[29:25];
       8'b?1??????:
-        _381_ = b[34:30];
+        _379_ = b[34:30];
       8'b1???????:
-        _381_ = b[39:35];
+        _379_ = b[39:35];
       default:
-        _381_ = a;
+        _379_ = a;
     endcase
   endfunction
-  assign _059_ = _381_(5'hxx, 40'h0000021108, { _175_, _174_, _173_, _172_, _171_, _170_, _169_, _168_ });
-  assign _168_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _169_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _170_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _171_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _172_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _173_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _174_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _175_ = ! (* full_case = 32'd1 *) i__payload[9:7];
-  function [6:0] _390_;
+  assign _059_ = _379_(5'hxx, 40'h0000021108, { _173_, _172_, _171_, _170_, _169_, _168_, _167_, _166_ });
+  assign _166_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _167_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _168_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _169_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _170_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _171_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _172_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _173_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [6:0] _388_;
     input [6:0] a;
     input [55:0] b;
     input [7:0] s;
@@ -16944,64 +17023,66 @@ module \digits_cnn_gn.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready, i
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _390_ = b[6:0];
+        _388_ = b[6:0];
       8'b??????1?:
-        _390_ = b[13:7];
+        _388_ = b[13:7];
       8'b?????1??:
-        _390_ = b[20:14];
+        _388_ = b[20:14];
       8'b????1???:
-        _390_ = b[27:21];
+        _388_ = b[27:21];
       8'b???1????:
-        _390_ = b[34:28];
+        _388_ = b[34:28];
       8'b??1?????:
-        _390_ = b[41:35];
+        _388_ = b[41:35];
       8'b?1??????:
-        _390_ = b[48:42];
+        _388_ = b[48:42];
       8'b1???????:
-        _390_ = b[55:49];
+        _388_ = b[55:49];
       default:
-        _390_ = a;
+        _388_ = a;
     endcase
   endfunction
-  assign _058_ = _390_(7'hxx, 56'h00000002041020, { _183_, _182_, _181_, _180_, _179_, _178_, _177_, _176_ });
-  assign _176_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _177_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _178_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _179_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _180_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _181_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _182_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _183_ = ! (* full_case = 32'd1 *) i__payload[6:4];
-  assign _184_ = last_y ? (* full_case = 32'd1 *) 1'h0 : o__valid;
-  assign _185_ = \$signal  ? (* full_case = 32'd1 *) _184_ : o__valid;
-  assign _186_ = last_g ? (* full_case = 32'd1 *) _185_ : o__valid;
-  assign _187_ = _057_ ? _186_ : o__valid;
-  assign _188_ = _050_ ? _026_ : _187_;
-  assign _056_ = rst ? 1'h0 : _188_;
-  assign _189_ = _050_ ? _021_ : w_step;
-  assign _055_ = rst ? 7'h00 : _189_;
-  assign _190_ = _050_ ? _019_ : r_step;
-  assign _054_ = rst ? 5'h00 : _190_;
-  assign _191_ = last_y ? last_y : _041_;
-  assign _192_ = \$signal  ? (* full_case = 32'd1 *) _191_ : last_y;
-  assign _193_ = last_g ? (* full_case = 32'd1 *) _192_ : last_y;
-  assign _194_ = _057_ ? _193_ : last_y;
-  assign _195_ = _050_ ? _018_ : _194_;
-  assign _053_ = rst ? 1'h0 : _195_;
-  assign _196_ = \$signal  ? (* full_case = 32'd1 *) _038_ : _035_;
-  assign _197_ = last_g ? (* full_case = 32'd1 *) _196_ : \$signal ;
-  assign _198_ = _057_ ? _197_ : \$signal ;
-  assign _199_ = _050_ ? _016_ : _198_;
-  assign _052_ = rst ? 1'h0 : _199_;
-  assign _200_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _031_;
-  assign _201_ = _057_ ? _200_ : last_g;
-  assign _202_ = _050_ ? 1'h0 : _201_;
-  assign _051_ = rst ? 1'h0 : _202_;
-  assign _203_ = _050_ ? _014_[2:0] : xn;
-  assign _049_ = rst ? 3'h0 : _203_;
-  assign _204_ = last_y ? ys : _040_[2:0];
-  assign _205_ = \$signal  ? (* full_case = 32'd1 *) _204_ : ys;
-  assign _206_ = last_g ? (* full_case = 32'd1 *) _205_ : ys;
+  assign _058_ = _388_(7'hxx, 56'h00000002041020, { _181_, _180_, _179_, _178_, _177_, _176_, _175_, _174_ });
+  assign _174_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _175_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _176_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _177_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _178_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _179_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _180_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _181_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  assign _182_ = last_y ? (* full_case = 32'd1 *) 1'h0 : o__valid;
+  assign _183_ = \$signal  ? (* full_case = 32'd1 *) _182_ : o__valid;
+  assign _184_ = last_g ? (* full_case = 32'd1 *) _183_ : o__valid;
+  assign _185_ = _057_ ? _184_ : o__valid;
+  assign _186_ = _050_ ? _026_ : _185_;
+  assign _056_ = rst ? 1'h0 : _186_;
+  assign _187_ = _050_ ? _021_ : w_step;
+  assign _055_ = rst ? 7'h00 : _187_;
+  assign _188_ = _050_ ? _019_ : r_step;
+  assign _054_ = rst ? 5'h00 : _188_;
+  assign _189_ = last_y ? last_y : _041_;
+  assign _190_ = \$signal  ? (* full_case = 32'd1 *) _189_ : last_y;
+  assign _191_ = last_g ? (* full_case = 32'd1 *) _190_ : last_y;
+  assign _192_ = _057_ ? _191_ : last_y;
+  assign _193_ = _050_ ? _018_ : _192_;
+  assign _053_ = rst ? 1'h0 : _193_;
+  assign _194_ = \$signal  ? (* full_case = 32'd1 *) _038_ : _035_;
+  assign _195_ = last_g ? (* full_case = 32'd1 *) _194_ : \$signal ;
+  assign _196_ = _057_ ? _195_ : \$signal ;
+  assign _197_ = _050_ ? _016_ : _196_;
+  assign _052_ = rst ? 1'h0 : _197_;
+  assign _198_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _031_;
+  assign _199_ = _057_ ? _198_ : last_g;
+  assign _200_ = _050_ ? 1'h0 : _199_;
+  assign _051_ = rst ? 1'h0 : _200_;
+  assign _201_ = _050_ ? _014_[2:0] : xn;
+  assign _049_ = rst ? 3'h0 : _201_;
+  assign _202_ = last_y ? ys : _040_[2:0];
+  assign _203_ = \$signal  ? (* full_case = 32'd1 *) _202_ : ys;
+  assign _204_ = last_g ? (* full_case = 32'd1 *) _203_ : ys;
+  assign _205_ = _057_ ? _204_ : ys;
+  assign _206_ = _050_ ? _012_[2:0] : _205_;
   assign \i__payload.shift  = i__payload[16:13];
   assign \i__payload.count  = i__payload[12:10];
   assign \i__payload.x  = i__payload[9:7];
@@ -17688,23 +17769,23 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
   wire [28:0] _251_;
   wire [28:0] _252_;
   wire [28:0] _253_;
-  wire [31:0] _254_;
+  wire [10:0] _254_;
   wire [10:0] _255_;
   wire [10:0] _256_;
   wire [10:0] _257_;
-  wire [10:0] _258_;
+  wire [11:0] _258_;
   (* unused_bits = "12" *)
   wire [12:0] _259_;
   wire [11:0] _260_;
   wire [11:0] _261_;
   wire [11:0] _262_;
-  wire [11:0] _263_;
-  wire [47:0] _264_;
-  wire [67:0] _265_;
-  wire [35:0] _266_;
+  wire [47:0] _263_;
+  wire [67:0] _264_;
+  wire [35:0] _265_;
+  wire [67:0] _266_;
   wire [67:0] _267_;
-  wire [67:0] _268_;
-  wire [3:0] _269_;
+  wire [3:0] _268_;
+  wire _269_;
   wire _270_;
   wire _271_;
   wire _272_;
@@ -17715,22 +17796,22 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
   wire _277_;
   wire _278_;
   wire [11:0] _279_;
-  wire _280_;
-  wire [9:0] _281_;
-  wire [7:0] _282_;
-  wire [71:0] _283_;
-  wire [67:0] _284_;
-  wire [69:0] _285_;
-  wire _286_;
+  wire [9:0] _280_;
+  wire [7:0] _281_;
+  wire [71:0] _282_;
+  wire [67:0] _283_;
+  wire [69:0] _284_;
+  wire _285_;
   (* unused_bits = "12" *)
-  wire [12:0] _287_;
-  wire [11:0] _288_;
+  wire [12:0] _286_;
+  wire [11:0] _287_;
   (* unused_bits = "12" *)
-  wire [12:0] _289_;
-  wire [11:0] _290_;
+  wire [12:0] _288_;
+  wire [11:0] _289_;
   (* unused_bits = "12" *)
-  wire [12:0] _291_;
-  wire [8:0] _292_;
+  wire [12:0] _290_;
+  wire [8:0] _291_;
+  wire _292_;
   wire _293_;
   wire _294_;
   wire _295_;
@@ -17740,8 +17821,8 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
   wire _299_;
   wire _300_;
   wire _301_;
-  wire _302_;
-  wire [10:0] _303_;
+  wire [10:0] _302_;
+  wire _303_;
   wire _304_;
   wire _305_;
   wire _306_;
@@ -17760,8 +17841,8 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
   wire _319_;
   wire _320_;
   wire _321_;
-  wire _322_;
-  wire [8:0] _323_;
+  wire [8:0] _322_;
+  wire _323_;
   wire _324_;
   wire _325_;
   wire _326_;
@@ -17770,8 +17851,8 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
   wire _329_;
   wire _330_;
   wire _331_;
-  wire _332_;
-  wire [9:0] _333_;
+  wire [9:0] _332_;
+  wire _333_;
   wire _334_;
   wire _335_;
   wire _336_;
@@ -17780,11 +17861,10 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
   wire _339_;
   wire _340_;
   wire _341_;
-  wire _342_;
+  wire [11:0] _342_;
   wire [11:0] _343_;
   wire [11:0] _344_;
   wire [11:0] _345_;
-  wire [11:0] _346_;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35" *)
   wire [35:0] \$like ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
@@ -17796,39 +17876,26 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
   (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \$like[3] ;
   reg [67:0] \$signal  = 68'h00000000000000000;
-  reg [35:0] \$signal$25  = 36'h000000000;
-  wire [8:0] \$signal$25[0] ;
-  wire [8:0] \$signal$25[1] ;
-  wire [8:0] \$signal$25[2] ;
-  wire [8:0] \$signal$25[3] ;
+  reg [35:0] \$signal$29  = 36'h000000000;
+  wire [8:0] \$signal$29[0] ;
+  wire [8:0] \$signal$29[1] ;
+  wire [8:0] \$signal$29[2] ;
+  wire [8:0] \$signal$29[3] ;
   (* unused_bits = "6 9" *)
-  reg [9:0] \$signal$43  = 10'h000;
+  reg [9:0] \$signal$46  = 10'h000;
   (* unused_bits = "4 7" *)
-  reg [7:0] \$signal$44  = 8'h00;
-  wire [69:0] \$signal$52 ;
-  wire [1:0] \$signal$52.addr ;
-  wire [67:0] \$signal$52.values ;
-  wire [16:0] \$signal$52.values[0] ;
-  wire [16:0] \$signal$52.values[1] ;
-  wire [16:0] \$signal$52.values[2] ;
-  wire [16:0] \$signal$52.values[3] ;
+  reg [7:0] \$signal$47  = 8'h00;
+  wire [69:0] \$signal$55 ;
+  wire [1:0] \$signal$55.addr ;
+  wire [67:0] \$signal$55.values ;
+  wire [16:0] \$signal$55.values[0] ;
+  wire [16:0] \$signal$55.values[1] ;
+  wire [16:0] \$signal$55.values[2] ;
+  wire [16:0] \$signal$55.values[3] ;
   wire [16:0] \$signal[0] ;
   wire [16:0] \$signal[1] ;
   wire [16:0] \$signal[2] ;
   wire [16:0] \$signal[3] ;
-  wire [1:0] \$signature__addr ;
-  wire [1:0] \$signature__addr$61 ;
-  wire [67:0] \$signature__data ;
-  wire [67:0] \$signature__data$62 ;
-  wire [16:0] \$signature__data$62[0] ;
-  wire [16:0] \$signature__data$62[1] ;
-  wire [16:0] \$signature__data$62[2] ;
-  wire [16:0] \$signature__data$62[3] ;
-  wire [16:0] \$signature__data[0] ;
-  wire [16:0] \$signature__data[1] ;
-  wire [16:0] \$signature__data[2] ;
-  wire [16:0] \$signature__data[3] ;
-  wire \$signature__en ;
   reg [47:0] addend = 48'h000000000000;
   wire [11:0] \addend[0] ;
   wire [11:0] \addend[1] ;
@@ -17844,12 +17911,12 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
   wire [8:0] \b6[2] ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \b6[3] ;
-  wire [1:0] b_rd__addr;
-  wire [35:0] b_rd__data;
-  wire [8:0] \b_rd__data[0] ;
-  wire [8:0] \b_rd__data[1] ;
-  wire [8:0] \b_rd__data[2] ;
-  wire [8:0] \b_rd__data[3] ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [35:0] b_rd = 36'h000000000;
+  wire [8:0] \b_rd[0] ;
+  wire [8:0] \b_rd[1] ;
+  wire [8:0] \b_rd[2] ;
+  wire [8:0] \b_rd[3] ;
   wire [3:0] c_raw;
   wire \c_raw[0] ;
   wire \c_raw[1] ;
@@ -17908,6 +17975,24 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
   wire [9:0] \ops__payload.waddr ;
   input ops__valid;
   wire ops__valid;
+  wire [9:0] port__addr;
+  wire [1:0] \port__addr$58 ;
+  wire [1:0] \port__addr$59 ;
+  wire [31:0] port__data;
+  wire [67:0] \port__data$25 ;
+  wire [16:0] \port__data$25[0] ;
+  wire [16:0] \port__data$25[1] ;
+  wire [16:0] \port__data$25[2] ;
+  wire [16:0] \port__data$25[3] ;
+  wire [35:0] \port__data$27 ;
+  wire [8:0] \port__data$27[0] ;
+  wire [8:0] \port__data$27[1] ;
+  wire [8:0] \port__data$27[2] ;
+  wire [8:0] \port__data$27[3] ;
+  wire [7:0] \port__data[0] ;
+  wire [7:0] \port__data[1] ;
+  wire [7:0] \port__data[2] ;
+  wire [7:0] \port__data[3] ;
   output push7;
   reg push7 = 1'h0;
   wire [69:0] push__payload;
@@ -17928,12 +18013,6 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
   wire [17:0] \r[1] ;
   wire [17:0] \r[2] ;
   wire [17:0] \r[3] ;
-  wire [9:0] rd__addr;
-  wire [31:0] rd__data;
-  wire [7:0] \rd__data[0] ;
-  wire [7:0] \rd__data[1] ;
-  wire [7:0] \rd__data[2] ;
-  wire [7:0] \rd__data[3] ;
   reg [67:0] res7 = 68'h00000000000000000;
   wire [16:0] \res7[0] ;
   wire [16:0] \res7[1] ;
@@ -18105,6 +18184,19 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
   wire \st7.valid ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \st7.waddr ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [67:0] v_rd = 68'h00000000000000000;
+  wire [16:0] \v_rd[0] ;
+  wire [16:0] \v_rd[1] ;
+  wire [16:0] \v_rd[2] ;
+  wire [16:0] \v_rd[3] ;
+  wire [1:0] v_wr__addr;
+  wire [67:0] v_wr__data;
+  wire [16:0] \v_wr__data[0] ;
+  wire [16:0] \v_wr__data[1] ;
+  wire [16:0] \v_wr__data[2] ;
+  wire [16:0] \v_wr__data[3] ;
+  wire v_wr__en;
   wire [71:0] val;
   reg [71:0] val5 = 72'h000000000000000000;
   wire [17:0] \val5[0] ;
@@ -18120,6 +18212,13 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
   wire [16:0] \values[1] ;
   wire [16:0] \values[2] ;
   wire [16:0] \values[3] ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [31:0] w0_0 = 32'd0;
+  wire [7:0] \w0_0[0] ;
+  wire [7:0] \w0_0[1] ;
+  wire [7:0] \w0_0[2] ;
+  wire [7:0] \w0_0[3] ;
+  (* hwsnn_no_init = 32'd1 *)
   reg [31:0] w1_0 = 32'd0;
   wire [7:0] \w1_0[0] ;
   wire [7:0] \w1_0[1] ;
@@ -18139,11 +18238,8 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
     bmem[1] = 36'h1b6cb555c;
     bmem[2] = 36'h0000051ba;
   end
-  reg [35:0] _741_;
-  always @(posedge clk) begin
-    _741_ <= bmem[st2[5:4]];
-  end
-  assign b_rd__data = _741_;
+  assign \port__data$27  = bmem[st2[5:4]];
+  (* no_rw_check = 32'd1 *)
   reg [67:0] vmem [2:0];
   initial begin
     vmem[0] = 68'h00000000000000000;
@@ -18151,14 +18247,10 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
     vmem[2] = 68'h00000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en )
+    if (v_wr__en)
       vmem[st7[5:4]] <= res7;
   end
-  reg [67:0] _742_;
-  always @(posedge clk) begin
-    _742_ <= vmem[st2[5:4]];
-  end
-  assign \$signature__data  = _742_;
+  assign \port__data$25  = vmem[st2[5:4]];
   reg [31:0] wrom0 [767:0];
   initial begin
     wrom0[0] = 32'd486942651;
@@ -18930,19 +19022,15 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
     wrom0[766] = 32'd1139472401;
     wrom0[767] = 32'd56259;
   end
-  reg [31:0] _743_;
-  always @(posedge clk) begin
-    _743_ <= wrom0[st0[15:6]];
-  end
-  assign rd__data = _743_;
+  assign port__data = wrom0[st0[15:6]];
   assign _092_ = st2[17] ? { w1_0[7], w1_0[7:0] } : 9'h000;
   assign _180_ = $signed(1'h0) + $signed(_092_);
-  assign _292_ = st2[18] ? { w1_0[7:0], 1'h0 } : 9'h000;
-  assign _303_ = $signed(_180_) + $signed(_292_);
-  assign _323_ = st2[17] ? { w1_0[15], w1_0[15:8] } : 9'h000;
-  assign _333_ = $signed(1'h0) + $signed(_323_);
+  assign _291_ = st2[18] ? { w1_0[7:0], 1'h0 } : 9'h000;
+  assign _302_ = $signed(_180_) + $signed(_291_);
+  assign _322_ = st2[17] ? { w1_0[15], w1_0[15:8] } : 9'h000;
+  assign _332_ = $signed(1'h0) + $signed(_322_);
   assign _009_ = st2[18] ? { w1_0[15:8], 1'h0 } : 9'h000;
-  assign _020_ = $signed(_333_) + $signed(_009_);
+  assign _020_ = $signed(_332_) + $signed(_009_);
   assign _036_ = st2[17] ? { w1_0[23], w1_0[23:16] } : 9'h000;
   assign _045_ = $signed(1'h0) + $signed(_036_);
   assign _064_ = st2[18] ? { w1_0[23:16], 1'h0 } : 9'h000;
@@ -18962,58 +19050,58 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
   assign _248_ = $signed(1'h0) + $signed(w2_0_0_0);
   assign _259_ = $signed(_248_) + $signed(w2_0_2_0);
   assign _279_ = $signed(1'h0) + $signed(w2_0_0_1);
-  assign _287_ = $signed(_279_) + $signed(w2_0_2_1);
-  assign _288_ = $signed(1'h0) + $signed(w2_0_0_2);
-  assign _289_ = $signed(_288_) + $signed(w2_0_2_2);
-  assign _290_ = $signed(1'h0) + $signed(w2_0_0_3);
-  assign _291_ = $signed(_290_) + $signed(w2_0_2_3);
-  assign _293_ = st2[5:4] == st3[5:4];
-  assign _294_ = ! st3[1];
-  assign _295_ = _293_ & _294_;
-  assign _296_ = ! st3[1];
-  assign _297_ = _296_ & st3[2];
-  assign _298_ = ~ _297_;
-  assign _299_ = st3[0] & _298_;
-  assign _300_ = _295_ & _299_;
-  assign _301_ = st2[5:4] == st3[5:4];
-  assign _302_ = ! st3[1];
-  assign _304_ = _301_ & _302_;
-  assign _305_ = ! st3[1];
-  assign _306_ = _305_ & st3[2];
-  assign _307_ = st3[1] & st3[24];
-  assign _308_ = _306_ | _307_;
-  assign _309_ = st3[0] & _308_;
-  assign _310_ = _304_ & _309_;
-  assign _311_ = st2[5:4] == st4[5:4];
-  assign _312_ = ! st4[1];
-  assign _313_ = _311_ & _312_;
-  assign _314_ = ! st4[1];
-  assign _315_ = _314_ & st4[2];
-  assign _316_ = ~ _315_;
-  assign _317_ = st4[0] & _316_;
-  assign _318_ = _313_ & _317_;
-  assign _319_ = st2[5:4] == st4[5:4];
-  assign _320_ = ! st4[1];
-  assign _321_ = _319_ & _320_;
-  assign _322_ = ! st4[1];
-  assign _324_ = _322_ & st4[2];
-  assign _325_ = st4[1] & st4[24];
-  assign _326_ = _324_ | _325_;
-  assign _327_ = st4[0] & _326_;
-  assign _328_ = _321_ & _327_;
-  assign _329_ = st2[5:4] == st5[5:4];
-  assign _330_ = ! st5[1];
-  assign _331_ = _330_ & st5[2];
-  assign _332_ = ~ _331_;
-  assign _334_ = st5[0] & _332_;
-  assign _335_ = _329_ & _334_;
-  assign _336_ = st2[5:4] == st5[5:4];
-  assign _337_ = ! st5[1];
-  assign _338_ = _337_ & st5[2];
-  assign _339_ = st5[1] & st5[24];
-  assign _340_ = _338_ | _339_;
-  assign _341_ = st5[0] & _340_;
-  assign _342_ = _336_ & _341_;
+  assign _286_ = $signed(_279_) + $signed(w2_0_2_1);
+  assign _287_ = $signed(1'h0) + $signed(w2_0_0_2);
+  assign _288_ = $signed(_287_) + $signed(w2_0_2_2);
+  assign _289_ = $signed(1'h0) + $signed(w2_0_0_3);
+  assign _290_ = $signed(_289_) + $signed(w2_0_2_3);
+  assign _292_ = st2[5:4] == st3[5:4];
+  assign _293_ = ! st3[1];
+  assign _294_ = _292_ & _293_;
+  assign _295_ = ! st3[1];
+  assign _296_ = _295_ & st3[2];
+  assign _297_ = ~ _296_;
+  assign _298_ = st3[0] & _297_;
+  assign _299_ = _294_ & _298_;
+  assign _300_ = st2[5:4] == st3[5:4];
+  assign _301_ = ! st3[1];
+  assign _303_ = _300_ & _301_;
+  assign _304_ = ! st3[1];
+  assign _305_ = _304_ & st3[2];
+  assign _306_ = st3[1] & st3[24];
+  assign _307_ = _305_ | _306_;
+  assign _308_ = st3[0] & _307_;
+  assign _309_ = _303_ & _308_;
+  assign _310_ = st2[5:4] == st4[5:4];
+  assign _311_ = ! st4[1];
+  assign _312_ = _310_ & _311_;
+  assign _313_ = ! st4[1];
+  assign _314_ = _313_ & st4[2];
+  assign _315_ = ~ _314_;
+  assign _316_ = st4[0] & _315_;
+  assign _317_ = _312_ & _316_;
+  assign _318_ = st2[5:4] == st4[5:4];
+  assign _319_ = ! st4[1];
+  assign _320_ = _318_ & _319_;
+  assign _321_ = ! st4[1];
+  assign _323_ = _321_ & st4[2];
+  assign _324_ = st4[1] & st4[24];
+  assign _325_ = _323_ | _324_;
+  assign _326_ = st4[0] & _325_;
+  assign _327_ = _320_ & _326_;
+  assign _328_ = st2[5:4] == st5[5:4];
+  assign _329_ = ! st5[1];
+  assign _330_ = _329_ & st5[2];
+  assign _331_ = ~ _330_;
+  assign _333_ = st5[0] & _331_;
+  assign _334_ = _328_ & _333_;
+  assign _335_ = st2[5:4] == st5[5:4];
+  assign _336_ = ! st5[1];
+  assign _337_ = _336_ & st5[2];
+  assign _338_ = st5[1] & st5[24];
+  assign _339_ = _337_ | _338_;
+  assign _340_ = st5[0] & _339_;
+  assign _341_ = _335_ & _340_;
   assign _000_ = st2[5:4] == st6[5:4];
   assign _001_ = ! st6[1];
   assign _002_ = _001_ & st6[2];
@@ -19123,112 +19211,112 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
   assign _115_ = _114_ & st3[2];
   assign _116_ = _113_ & _115_;
   assign _117_ = ! st3[1];
-  assign _118_ = \$signal$43 [0] ? val5[17:0] : 18'h00000;
-  assign _119_ = \$signal$43 [1] ? r6[17:0] : 18'h00000;
+  assign _118_ = \$signal$46 [0] ? val5[17:0] : 18'h00000;
+  assign _119_ = \$signal$46 [1] ? r6[17:0] : 18'h00000;
   assign _120_ = _118_ | _119_;
-  assign _122_ = \$signal$43 [2] ? res7[16:0] : 17'h00000;
+  assign _122_ = \$signal$46 [2] ? res7[16:0] : 17'h00000;
   assign _123_ = _120_ | { _122_[16], _122_ };
-  assign _124_ = \$signal$43 [3] ? res8[16:0] : 17'h00000;
+  assign _124_ = \$signal$46 [3] ? res8[16:0] : 17'h00000;
   assign _125_ = _123_ | { _124_[16], _124_ };
-  assign _126_ = \$signal$43 [4] ? res9[16:0] : 17'h00000;
+  assign _126_ = \$signal$46 [4] ? res9[16:0] : 17'h00000;
   assign _127_ = _125_ | { _126_[16], _126_ };
-  assign _128_ = \$signal$43 [5] ? \$signal [16:0] : 17'h00000;
+  assign _128_ = \$signal$46 [5] ? \$signal [16:0] : 17'h00000;
   assign _129_ = _127_ | { _128_[16], _128_ };
-  assign _131_ = \$signal$43 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _131_ = \$signal$46 [7] ? { cres8[0], cres8[0] } : 2'h0;
   assign _132_ = _129_ | { _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_ };
-  assign _133_ = \$signal$43 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _133_ = \$signal$46 [8] ? { cres9[0], cres9[0] } : 2'h0;
   assign _134_ = _132_ | { _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_ };
-  assign _135_ = \$signal$44 [0] ? addend[11:0] : 12'h000;
-  assign _136_ = \$signal$44 [1] ? \$signal$25 [8:0] : 9'h000;
+  assign _135_ = \$signal$47 [0] ? addend[11:0] : 12'h000;
+  assign _136_ = \$signal$47 [1] ? \$signal$29 [8:0] : 9'h000;
   assign _137_ = _135_ | { _136_[8], _136_[8], _136_[8], _136_ };
-  assign _138_ = \$signal$44 [2] ? val5[17:0] : 18'h00000;
+  assign _138_ = \$signal$47 [2] ? val5[17:0] : 18'h00000;
   assign _139_ = { _137_[11], _137_[11], _137_[11], _137_[11], _137_[11], _137_[11], _137_ } | _138_;
-  assign _140_ = \$signal$44 [3] ? r6[17:0] : 18'h00000;
+  assign _140_ = \$signal$47 [3] ? r6[17:0] : 18'h00000;
   assign _141_ = _139_ | _140_;
-  assign _142_ = \$signal$44 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _142_ = \$signal$47 [5] ? { cres8[0], cres8[0] } : 2'h0;
   assign _143_ = _141_ | { _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_ };
-  assign _144_ = \$signal$44 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _144_ = \$signal$47 [6] ? { cres9[0], cres9[0] } : 2'h0;
   assign _145_ = _143_ | { _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_ };
   assign _147_ = $signed(_134_) + $signed(_145_);
-  assign _148_ = \$signal$43 [0] ? val5[35:18] : 18'h00000;
-  assign _149_ = \$signal$43 [1] ? r6[35:18] : 18'h00000;
+  assign _148_ = \$signal$46 [0] ? val5[35:18] : 18'h00000;
+  assign _149_ = \$signal$46 [1] ? r6[35:18] : 18'h00000;
   assign _150_ = _148_ | _149_;
-  assign _151_ = \$signal$43 [2] ? res7[33:17] : 17'h00000;
+  assign _151_ = \$signal$46 [2] ? res7[33:17] : 17'h00000;
   assign _152_ = _150_ | { _151_[16], _151_ };
-  assign _153_ = \$signal$43 [3] ? res8[33:17] : 17'h00000;
+  assign _153_ = \$signal$46 [3] ? res8[33:17] : 17'h00000;
   assign _154_ = _152_ | { _153_[16], _153_ };
-  assign _155_ = \$signal$43 [4] ? res9[33:17] : 17'h00000;
+  assign _155_ = \$signal$46 [4] ? res9[33:17] : 17'h00000;
   assign _157_ = _154_ | { _155_[16], _155_ };
-  assign _158_ = \$signal$43 [5] ? \$signal [33:17] : 17'h00000;
+  assign _158_ = \$signal$46 [5] ? \$signal [33:17] : 17'h00000;
   assign _159_ = _157_ | { _158_[16], _158_ };
-  assign _160_ = \$signal$43 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _160_ = \$signal$46 [7] ? { cres8[1], cres8[1] } : 2'h0;
   assign _161_ = _159_ | { _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_ };
-  assign _162_ = \$signal$43 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _162_ = \$signal$46 [8] ? { cres9[1], cres9[1] } : 2'h0;
   assign _163_ = _161_ | { _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_ };
-  assign _164_ = \$signal$44 [0] ? addend[23:12] : 12'h000;
-  assign _165_ = \$signal$44 [1] ? \$signal$25 [17:9] : 9'h000;
+  assign _164_ = \$signal$47 [0] ? addend[23:12] : 12'h000;
+  assign _165_ = \$signal$47 [1] ? \$signal$29 [17:9] : 9'h000;
   assign _166_ = _164_ | { _165_[8], _165_[8], _165_[8], _165_ };
-  assign _167_ = \$signal$44 [2] ? val5[35:18] : 18'h00000;
+  assign _167_ = \$signal$47 [2] ? val5[35:18] : 18'h00000;
   assign _168_ = { _166_[11], _166_[11], _166_[11], _166_[11], _166_[11], _166_[11], _166_ } | _167_;
-  assign _169_ = \$signal$44 [3] ? r6[35:18] : 18'h00000;
+  assign _169_ = \$signal$47 [3] ? r6[35:18] : 18'h00000;
   assign _170_ = _168_ | _169_;
-  assign _172_ = \$signal$44 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _172_ = \$signal$47 [5] ? { cres8[1], cres8[1] } : 2'h0;
   assign _173_ = _170_ | { _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_ };
-  assign _174_ = \$signal$44 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _174_ = \$signal$47 [6] ? { cres9[1], cres9[1] } : 2'h0;
   assign _175_ = _173_ | { _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_ };
   assign _176_ = $signed(_163_) + $signed(_175_);
-  assign _177_ = \$signal$43 [0] ? val5[53:36] : 18'h00000;
-  assign _178_ = \$signal$43 [1] ? r6[53:36] : 18'h00000;
+  assign _177_ = \$signal$46 [0] ? val5[53:36] : 18'h00000;
+  assign _178_ = \$signal$46 [1] ? r6[53:36] : 18'h00000;
   assign _179_ = _177_ | _178_;
-  assign _182_ = \$signal$43 [2] ? res7[50:34] : 17'h00000;
+  assign _182_ = \$signal$46 [2] ? res7[50:34] : 17'h00000;
   assign _183_ = _179_ | { _182_[16], _182_ };
-  assign _184_ = \$signal$43 [3] ? res8[50:34] : 17'h00000;
+  assign _184_ = \$signal$46 [3] ? res8[50:34] : 17'h00000;
   assign _185_ = _183_ | { _184_[16], _184_ };
-  assign _186_ = \$signal$43 [4] ? res9[50:34] : 17'h00000;
+  assign _186_ = \$signal$46 [4] ? res9[50:34] : 17'h00000;
   assign _187_ = _185_ | { _186_[16], _186_ };
-  assign _188_ = \$signal$43 [5] ? \$signal [50:34] : 17'h00000;
+  assign _188_ = \$signal$46 [5] ? \$signal [50:34] : 17'h00000;
   assign _189_ = _187_ | { _188_[16], _188_ };
-  assign _190_ = \$signal$43 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _190_ = \$signal$46 [7] ? { cres8[2], cres8[2] } : 2'h0;
   assign _191_ = _189_ | { _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_ };
-  assign _192_ = \$signal$43 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _192_ = \$signal$46 [8] ? { cres9[2], cres9[2] } : 2'h0;
   assign _193_ = _191_ | { _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_ };
-  assign _194_ = \$signal$44 [0] ? addend[35:24] : 12'h000;
-  assign _195_ = \$signal$44 [1] ? \$signal$25 [26:18] : 9'h000;
+  assign _194_ = \$signal$47 [0] ? addend[35:24] : 12'h000;
+  assign _195_ = \$signal$47 [1] ? \$signal$29 [26:18] : 9'h000;
   assign _196_ = _194_ | { _195_[8], _195_[8], _195_[8], _195_ };
-  assign _197_ = \$signal$44 [2] ? val5[53:36] : 18'h00000;
+  assign _197_ = \$signal$47 [2] ? val5[53:36] : 18'h00000;
   assign _199_ = { _196_[11], _196_[11], _196_[11], _196_[11], _196_[11], _196_[11], _196_ } | _197_;
-  assign _200_ = \$signal$44 [3] ? r6[53:36] : 18'h00000;
+  assign _200_ = \$signal$47 [3] ? r6[53:36] : 18'h00000;
   assign _201_ = _199_ | _200_;
-  assign _202_ = \$signal$44 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _202_ = \$signal$47 [5] ? { cres8[2], cres8[2] } : 2'h0;
   assign _203_ = _201_ | { _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_ };
-  assign _204_ = \$signal$44 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _204_ = \$signal$47 [6] ? { cres9[2], cres9[2] } : 2'h0;
   assign _205_ = _203_ | { _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_ };
   assign _207_ = $signed(_193_) + $signed(_205_);
-  assign _208_ = \$signal$43 [0] ? val5[71:54] : 18'h00000;
-  assign _209_ = \$signal$43 [1] ? r6[71:54] : 18'h00000;
+  assign _208_ = \$signal$46 [0] ? val5[71:54] : 18'h00000;
+  assign _209_ = \$signal$46 [1] ? r6[71:54] : 18'h00000;
   assign _210_ = _208_ | _209_;
-  assign _211_ = \$signal$43 [2] ? res7[67:51] : 17'h00000;
+  assign _211_ = \$signal$46 [2] ? res7[67:51] : 17'h00000;
   assign _212_ = _210_ | { _211_[16], _211_ };
-  assign _213_ = \$signal$43 [3] ? res8[67:51] : 17'h00000;
+  assign _213_ = \$signal$46 [3] ? res8[67:51] : 17'h00000;
   assign _214_ = _212_ | { _213_[16], _213_ };
-  assign _215_ = \$signal$43 [4] ? res9[67:51] : 17'h00000;
+  assign _215_ = \$signal$46 [4] ? res9[67:51] : 17'h00000;
   assign _216_ = _214_ | { _215_[16], _215_ };
-  assign _217_ = \$signal$43 [5] ? \$signal [67:51] : 17'h00000;
+  assign _217_ = \$signal$46 [5] ? \$signal [67:51] : 17'h00000;
   assign _218_ = _216_ | { _217_[16], _217_ };
-  assign _219_ = \$signal$43 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _219_ = \$signal$46 [7] ? { cres8[3], cres8[3] } : 2'h0;
   assign _220_ = _218_ | { _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_ };
-  assign _221_ = \$signal$43 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _221_ = \$signal$46 [8] ? { cres9[3], cres9[3] } : 2'h0;
   assign _222_ = _220_ | { _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_ };
-  assign _224_ = \$signal$44 [0] ? addend[47:36] : 12'h000;
-  assign _225_ = \$signal$44 [1] ? \$signal$25 [35:27] : 9'h000;
+  assign _224_ = \$signal$47 [0] ? addend[47:36] : 12'h000;
+  assign _225_ = \$signal$47 [1] ? \$signal$29 [35:27] : 9'h000;
   assign _226_ = _224_ | { _225_[8], _225_[8], _225_[8], _225_ };
-  assign _227_ = \$signal$44 [2] ? val5[71:54] : 18'h00000;
+  assign _227_ = \$signal$47 [2] ? val5[71:54] : 18'h00000;
   assign _228_ = { _226_[11], _226_[11], _226_[11], _226_[11], _226_[11], _226_[11], _226_ } | _227_;
-  assign _229_ = \$signal$44 [3] ? r6[71:54] : 18'h00000;
+  assign _229_ = \$signal$47 [3] ? r6[71:54] : 18'h00000;
   assign _230_ = _228_ | _229_;
-  assign _232_ = \$signal$44 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _232_ = \$signal$47 [5] ? { cres8[3], cres8[3] } : 2'h0;
   assign _233_ = _230_ | { _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_ };
-  assign _234_ = \$signal$44 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _234_ = \$signal$47 [6] ? { cres9[3], cres9[3] } : 2'h0;
   assign _235_ = _233_ | { _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_ };
   assign _236_ = $signed(_222_) + $signed(_235_);
   assign _237_ = st6[0] & st6[1];
@@ -19236,7 +19324,7 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
   assign _239_ = _238_ & st7[2];
   assign _240_ = ~ _239_;
   assign _241_ = st7[0] & _240_;
-  assign { _242_[3:1], \$signature__en  } = _241_ ? 4'hf : 4'h0;
+  assign { _242_[3:1], v_wr__en } = _241_ ? 4'hf : 4'h0;
   assign _243_ = st7[0] & st7[1];
   assign _244_ = ~ push7;
   assign dropped = _243_ & _244_;
@@ -19257,110 +19345,115 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
   always @(posedge clk)
     st7 <= _253_;
   always @(posedge clk)
-    w1_0 <= _254_;
+    w0_0 <= port__data;
   always @(posedge clk)
-    w2_0_0_0 <= _255_;
+    w1_0 <= w0_0;
   always @(posedge clk)
-    w2_0_0_1 <= _256_;
+    w2_0_0_0 <= _254_;
   always @(posedge clk)
-    w2_0_0_2 <= _257_;
+    w2_0_0_1 <= _255_;
   always @(posedge clk)
-    w2_0_0_3 <= _258_;
+    w2_0_0_2 <= _256_;
   always @(posedge clk)
-    w2_0_2_0 <= _260_;
+    w2_0_0_3 <= _257_;
   always @(posedge clk)
-    w2_0_2_1 <= _261_;
+    w2_0_2_0 <= _258_;
   always @(posedge clk)
-    w2_0_2_2 <= _262_;
+    w2_0_2_1 <= _260_;
   always @(posedge clk)
-    w2_0_2_3 <= _263_;
+    w2_0_2_2 <= _261_;
   always @(posedge clk)
-    addend <= _264_;
+    w2_0_2_3 <= _262_;
   always @(posedge clk)
-    \$signal  <= _265_;
+    addend <= _263_;
   always @(posedge clk)
-    \$signal$25  <= _266_;
+    v_rd <= \port__data$25 ;
   always @(posedge clk)
-    res8 <= _267_;
+    b_rd <= \port__data$27 ;
   always @(posedge clk)
-    res9 <= _268_;
+    \$signal  <= _264_;
+  always @(posedge clk)
+    \$signal$29  <= _265_;
+  always @(posedge clk)
+    res8 <= _266_;
+  always @(posedge clk)
+    res9 <= _267_;
   always @(posedge clk)
     cres8 <= 4'h0;
   always @(posedge clk)
-    cres9 <= _269_;
+    cres9 <= _268_;
   always @(posedge clk)
-    hit_v1 <= _270_;
+    hit_v1 <= _269_;
   always @(posedge clk)
-    hit_c1 <= _271_;
+    hit_c1 <= _270_;
   always @(posedge clk)
-    hit_v2 <= _272_;
+    hit_v2 <= _271_;
   always @(posedge clk)
-    hit_c2 <= _273_;
+    hit_c2 <= _272_;
   always @(posedge clk)
-    hit_v3 <= _274_;
+    hit_v3 <= _273_;
   always @(posedge clk)
-    hit_c3 <= _275_;
+    hit_c3 <= _274_;
   always @(posedge clk)
-    hit_v4 <= _276_;
+    hit_v4 <= _275_;
   always @(posedge clk)
-    hit_c4 <= _277_;
+    hit_c4 <= _276_;
   always @(posedge clk)
-    hit_v5 <= _278_;
+    hit_v5 <= _277_;
   always @(posedge clk)
-    hit_c5 <= _280_;
+    hit_c5 <= _278_;
   always @(posedge clk)
-    \$signal$43  <= _281_;
+    \$signal$46  <= _280_;
   always @(posedge clk)
-    \$signal$44  <= _282_;
+    \$signal$47  <= _281_;
   always @(posedge clk)
-    val5 <= _283_;
+    val5 <= _282_;
   always @(posedge clk)
-    res7 <= _284_;
+    res7 <= _283_;
   always @(posedge clk)
-    entry7 <= _285_;
+    entry7 <= _284_;
   always @(posedge clk)
-    push7 <= _286_;
-  assign _286_ = rst ? 1'h0 : _237_;
-  assign _285_ = rst ? 70'h000000000000000000 : { st6[5:4], values };
-  assign _284_ = rst ? 68'h00000000000000000 : result;
-  assign _283_[71:54] = rst ? 18'h00000 : _236_[17:0];
-  assign _283_[35:18] = rst ? 18'h00000 : _176_[17:0];
-  assign _283_[17:0] = rst ? 18'h00000 : _147_[17:0];
-  assign _283_[53:36] = rst ? 18'h00000 : _207_[17:0];
-  assign _282_ = rst ? 8'h00 : { 6'h00, st3[1], _117_ };
-  assign _281_ = rst ? 10'h000 : { _116_, _108_, _099_, _090_, _084_, _075_, _065_, _056_, _049_, _035_ };
-  assign _280_ = rst ? 1'h0 : _027_;
-  assign _278_ = rst ? 1'h0 : _019_;
-  assign _277_ = rst ? 1'h0 : _013_;
-  assign _276_ = rst ? 1'h0 : _005_;
-  assign _275_ = rst ? 1'h0 : _342_;
-  assign _274_ = rst ? 1'h0 : _335_;
-  assign _273_ = rst ? 1'h0 : _328_;
-  assign _272_ = rst ? 1'h0 : _318_;
-  assign _271_ = rst ? 1'h0 : _310_;
-  assign _270_ = rst ? 1'h0 : _300_;
-  assign _269_ = rst ? 4'h0 : cres8;
-  assign _268_ = rst ? 68'h00000000000000000 : res8;
-  assign _267_ = rst ? 68'h00000000000000000 : res7;
-  assign _266_ = rst ? 36'h000000000 : b_rd__data;
-  assign _265_ = rst ? 68'h00000000000000000 : \$signature__data ;
-  assign _343_ = st3[16] ? addend[47:36] : _291_[11:0];
-  assign _264_[47:36] = rst ? 12'h000 : _343_;
-  assign _344_ = st3[16] ? addend[23:12] : _287_[11:0];
-  assign _264_[23:12] = rst ? 12'h000 : _344_;
-  assign _345_ = st3[16] ? addend[11:0] : _259_[11:0];
-  assign _264_[11:0] = rst ? 12'h000 : _345_;
-  assign _346_ = st3[16] ? addend[35:24] : _289_[11:0];
-  assign _264_[35:24] = rst ? 12'h000 : _346_;
-  assign _263_ = rst ? 12'h000 : _231_;
-  assign _262_ = rst ? 12'h000 : _206_;
-  assign _261_ = rst ? 12'h000 : _181_;
-  assign _260_ = rst ? 12'h000 : _156_;
-  assign _258_ = rst ? 11'h000 : _130_;
-  assign _257_ = rst ? 11'h000 : _074_;
-  assign _256_ = rst ? 11'h000 : _020_;
-  assign _255_ = rst ? 11'h000 : _303_;
-  assign _254_ = rst ? 32'd0 : rd__data;
+    push7 <= _285_;
+  assign _285_ = rst ? 1'h0 : _237_;
+  assign _284_ = rst ? 70'h000000000000000000 : { st6[5:4], values };
+  assign _283_ = rst ? 68'h00000000000000000 : result;
+  assign _282_[71:54] = rst ? 18'h00000 : _236_[17:0];
+  assign _282_[35:18] = rst ? 18'h00000 : _176_[17:0];
+  assign _282_[17:0] = rst ? 18'h00000 : _147_[17:0];
+  assign _282_[53:36] = rst ? 18'h00000 : _207_[17:0];
+  assign _281_ = rst ? 8'h00 : { 6'h00, st3[1], _117_ };
+  assign _280_ = rst ? 10'h000 : { _116_, _108_, _099_, _090_, _084_, _075_, _065_, _056_, _049_, _035_ };
+  assign _278_ = rst ? 1'h0 : _027_;
+  assign _277_ = rst ? 1'h0 : _019_;
+  assign _276_ = rst ? 1'h0 : _013_;
+  assign _275_ = rst ? 1'h0 : _005_;
+  assign _274_ = rst ? 1'h0 : _341_;
+  assign _273_ = rst ? 1'h0 : _334_;
+  assign _272_ = rst ? 1'h0 : _327_;
+  assign _271_ = rst ? 1'h0 : _317_;
+  assign _270_ = rst ? 1'h0 : _309_;
+  assign _269_ = rst ? 1'h0 : _299_;
+  assign _268_ = rst ? 4'h0 : cres8;
+  assign _267_ = rst ? 68'h00000000000000000 : res8;
+  assign _266_ = rst ? 68'h00000000000000000 : res7;
+  assign _265_ = rst ? 36'h000000000 : b_rd;
+  assign _264_ = rst ? 68'h00000000000000000 : v_rd;
+  assign _342_ = st3[16] ? addend[47:36] : _290_[11:0];
+  assign _263_[47:36] = rst ? 12'h000 : _342_;
+  assign _343_ = st3[16] ? addend[23:12] : _286_[11:0];
+  assign _263_[23:12] = rst ? 12'h000 : _343_;
+  assign _344_ = st3[16] ? addend[11:0] : _259_[11:0];
+  assign _263_[11:0] = rst ? 12'h000 : _344_;
+  assign _345_ = st3[16] ? addend[35:24] : _288_[11:0];
+  assign _263_[35:24] = rst ? 12'h000 : _345_;
+  assign _262_ = rst ? 12'h000 : _231_;
+  assign _261_ = rst ? 12'h000 : _206_;
+  assign _260_ = rst ? 12'h000 : _181_;
+  assign _258_ = rst ? 12'h000 : _156_;
+  assign _257_ = rst ? 11'h000 : _130_;
+  assign _256_ = rst ? 11'h000 : _074_;
+  assign _255_ = rst ? 11'h000 : _020_;
+  assign _254_ = rst ? 11'h000 : _302_;
   assign _253_ = rst ? 29'h00000000 : st6;
   assign _252_ = rst ? 29'h00000000 : st5;
   assign _251_ = rst ? 29'h00000000 : st4;
@@ -19415,34 +19508,46 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
   assign \res8[2]  = res8[50:34];
   assign \res8[1]  = res8[33:17];
   assign \res8[0]  = res8[16:0];
-  assign \b_rd__data[3]  = b_rd__data[35:27];
-  assign \b_rd__data[2]  = b_rd__data[26:18];
-  assign \b_rd__data[1]  = b_rd__data[17:9];
-  assign \b_rd__data[0]  = b_rd__data[8:0];
-  assign \$signal$25[3]  = \$signal$25 [35:27];
-  assign \$signal$25[2]  = \$signal$25 [26:18];
-  assign \$signal$25[1]  = \$signal$25 [17:9];
-  assign \$signal$25[0]  = \$signal$25 [8:0];
-  assign \$signature__data[3]  = \$signature__data [67:51];
-  assign \$signature__data[2]  = \$signature__data [50:34];
-  assign \$signature__data[1]  = \$signature__data [33:17];
-  assign \$signature__data[0]  = \$signature__data [16:0];
+  assign \$signal$29[3]  = \$signal$29 [35:27];
+  assign \$signal$29[2]  = \$signal$29 [26:18];
+  assign \$signal$29[1]  = \$signal$29 [17:9];
+  assign \$signal$29[0]  = \$signal$29 [8:0];
   assign \$signal[3]  = \$signal [67:51];
   assign \$signal[2]  = \$signal [50:34];
   assign \$signal[1]  = \$signal [33:17];
   assign \$signal[0]  = \$signal [16:0];
+  assign \port__data$27[3]  = \port__data$27 [35:27];
+  assign \port__data$27[2]  = \port__data$27 [26:18];
+  assign \port__data$27[1]  = \port__data$27 [17:9];
+  assign \port__data$27[0]  = \port__data$27 [8:0];
+  assign \b_rd[3]  = b_rd[35:27];
+  assign \b_rd[2]  = b_rd[26:18];
+  assign \b_rd[1]  = b_rd[17:9];
+  assign \b_rd[0]  = b_rd[8:0];
+  assign \port__data$25[3]  = \port__data$25 [67:51];
+  assign \port__data$25[2]  = \port__data$25 [50:34];
+  assign \port__data$25[1]  = \port__data$25 [33:17];
+  assign \port__data$25[0]  = \port__data$25 [16:0];
+  assign \v_rd[3]  = v_rd[67:51];
+  assign \v_rd[2]  = v_rd[50:34];
+  assign \v_rd[1]  = v_rd[33:17];
+  assign \v_rd[0]  = v_rd[16:0];
   assign \addend[3]  = addend[47:36];
   assign \addend[2]  = addend[35:24];
   assign \addend[1]  = addend[23:12];
   assign \addend[0]  = addend[11:0];
-  assign \rd__data[3]  = rd__data[31:24];
-  assign \rd__data[2]  = rd__data[23:16];
-  assign \rd__data[1]  = rd__data[15:8];
-  assign \rd__data[0]  = rd__data[7:0];
   assign \w1_0[3]  = w1_0[31:24];
   assign \w1_0[2]  = w1_0[23:16];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[0]  = w1_0[7:0];
+  assign \port__data[3]  = port__data[31:24];
+  assign \port__data[2]  = port__data[23:16];
+  assign \port__data[1]  = port__data[15:8];
+  assign \port__data[0]  = port__data[7:0];
+  assign \w0_0[3]  = w0_0[31:24];
+  assign \w0_0[2]  = w0_0[23:16];
+  assign \w0_0[1]  = w0_0[15:8];
+  assign \w0_0[0]  = w0_0[7:0];
   assign \st7.bias_g  = st7[28:27];
   assign \st7.end  = st7[26];
   assign \st7.fire_k  = st7[25];
@@ -19563,17 +19668,17 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
   assign \values[2]  = values[50:34];
   assign \values[1]  = values[33:17];
   assign \values[0]  = values[16:0];
-  assign _242_[0] = \$signature__en ;
+  assign _242_[0] = v_wr__en;
   assign \push__payload.addr  = entry7[69:68];
   assign \push__payload.values[3]  = entry7[67:51];
   assign \push__payload.values[2]  = entry7[50:34];
   assign \push__payload.values[1]  = entry7[33:17];
   assign \push__payload.values[0]  = entry7[16:0];
   assign \push__payload.values  = entry7[67:0];
-  assign \$signature__data$62[3]  = res7[67:51];
-  assign \$signature__data$62[2]  = res7[50:34];
-  assign \$signature__data$62[1]  = res7[33:17];
-  assign \$signature__data$62[0]  = res7[16:0];
+  assign \v_wr__data[3]  = res7[67:51];
+  assign \v_wr__data[2]  = res7[50:34];
+  assign \v_wr__data[1]  = res7[33:17];
+  assign \v_wr__data[0]  = res7[16:0];
   assign \r[3]  = r6[71:54];
   assign \r[2]  = r6[53:36];
   assign \r[1]  = r6[35:18];
@@ -19608,12 +19713,12 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
   assign \val[2]  = val5[53:36];
   assign \val[1]  = val5[35:18];
   assign \val[0]  = val5[17:0];
-  assign \$signal$52.addr  = st6[5:4];
-  assign \$signal$52.values[3]  = values[67:51];
-  assign \$signal$52.values[2]  = values[50:34];
-  assign \$signal$52.values[1]  = values[33:17];
-  assign \$signal$52.values[0]  = values[16:0];
-  assign \$signal$52.values  = values;
+  assign \$signal$55.addr  = st6[5:4];
+  assign \$signal$55.values[3]  = values[67:51];
+  assign \$signal$55.values[2]  = values[50:34];
+  assign \$signal$55.values[1]  = values[33:17];
+  assign \$signal$55.values[0]  = values[16:0];
+  assign \$signal$55.values  = values;
   assign \entry7.addr  = entry7[69:68];
   assign \entry7.values[3]  = entry7[67:51];
   assign \entry7.values[2]  = entry7[50:34];
@@ -19633,16 +19738,16 @@ module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload
   assign \result[1]  = result[33:17];
   assign push__valid = push7;
   assign push__payload = entry7;
-  assign \$signature__data$62  = res7;
-  assign \$signature__addr$61  = st7[5:4];
+  assign v_wr__data = res7;
+  assign v_wr__addr = st7[5:4];
   assign r = r6;
   assign s6 = st6;
   assign s5 = st5;
   assign val = val5;
-  assign b_rd__addr = st2[5:4];
-  assign \$signature__addr  = st2[5:4];
-  assign rd__addr = st0[15:6];
-  assign \$signal$52  = { st6[5:4], values };
+  assign \port__addr$59  = st2[5:4];
+  assign \port__addr$58  = st2[5:4];
+  assign port__addr = st0[15:6];
+  assign \$signal$55  = { st6[5:4], values };
   assign c_raw = 4'h0;
   assign cres7 = 4'h0;
 endmodule

@@ -1029,18 +1029,18 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
   wire _257_;
   wire [26:0] _258_;
   wire [26:0] _259_;
-  wire [31:0] _260_;
+  wire [14:0] _260_;
   wire [14:0] _261_;
   wire [14:0] _262_;
   wire [14:0] _263_;
-  wire [14:0] _264_;
-  wire [59:0] _265_;
-  wire [71:0] _266_;
-  wire [59:0] _267_;
+  wire [59:0] _264_;
+  wire [71:0] _265_;
+  wire [59:0] _266_;
+  wire [71:0] _267_;
   wire _268_;
   wire [71:0] _269_;
-  wire [71:0] _270_;
-  wire [3:0] _271_;
+  wire [3:0] _270_;
+  wire _271_;
   wire _272_;
   wire _273_;
   wire _274_;
@@ -1052,17 +1052,17 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
   wire _280_;
   wire _281_;
   wire _282_;
-  wire _283_;
-  wire [9:0] _284_;
-  wire [7:0] _285_;
-  wire [75:0] _286_;
-  wire [71:0] _287_;
+  wire [9:0] _283_;
+  wire [7:0] _284_;
+  wire [75:0] _285_;
+  wire [71:0] _286_;
+  wire [11:0] _287_;
   wire _288_;
-  wire [11:0] _289_;
+  wire _289_;
   wire _290_;
-  wire _291_;
+  wire [2:0] _291_;
   wire [2:0] _292_;
-  wire [2:0] _293_;
+  wire _293_;
   wire _294_;
   wire _295_;
   wire _296_;
@@ -1117,7 +1117,7 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
   wire _345_;
   wire _346_;
   wire _347_;
-  wire _348_;
+  wire [2:0] _348_;
   wire [2:0] _349_;
   wire [2:0] _350_;
   wire [2:0] _351_;
@@ -1126,14 +1126,13 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
   wire [2:0] _354_;
   wire [2:0] _355_;
   wire [2:0] _356_;
-  wire [2:0] _357_;
+  wire _357_;
   wire _358_;
   wire _359_;
-  wire _360_;
+  wire [14:0] _360_;
   wire [14:0] _361_;
   wire [14:0] _362_;
   wire [14:0] _363_;
-  wire [14:0] _364_;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59" *)
   wire [59:0] \$like ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14" *)
@@ -1145,42 +1144,29 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14" *)
   wire [14:0] \$like[3] ;
   reg [71:0] \$signal  = 72'h000000000000000000;
-  reg [59:0] \$signal$21  = 60'h000000000000000;
-  wire [14:0] \$signal$21[0] ;
-  wire [14:0] \$signal$21[1] ;
-  wire [14:0] \$signal$21[2] ;
-  wire [14:0] \$signal$21[3] ;
+  reg [59:0] \$signal$25  = 60'h000000000000000;
+  wire [14:0] \$signal$25[0] ;
+  wire [14:0] \$signal$25[1] ;
+  wire [14:0] \$signal$25[2] ;
+  wire [14:0] \$signal$25[3] ;
   (* unused_bits = "6 9" *)
-  reg [9:0] \$signal$39  = 10'h000;
+  reg [9:0] \$signal$42  = 10'h000;
   (* unused_bits = "4 7" *)
-  reg [7:0] \$signal$40  = 8'h00;
-  wire [11:0] \$signal$48 ;
-  wire [3:0] \$signal$48.counts ;
-  wire \$signal$48.counts[0] ;
-  wire \$signal$48.counts[1] ;
-  wire \$signal$48.counts[2] ;
-  wire \$signal$48.counts[3] ;
-  wire \$signal$48.end ;
-  wire \$signal$48.g ;
-  wire [2:0] \$signal$48.x ;
-  wire [2:0] \$signal$48.y ;
+  reg [7:0] \$signal$43  = 8'h00;
+  wire [11:0] \$signal$51 ;
+  wire [3:0] \$signal$51.counts ;
+  wire \$signal$51.counts[0] ;
+  wire \$signal$51.counts[1] ;
+  wire \$signal$51.counts[2] ;
+  wire \$signal$51.counts[3] ;
+  wire \$signal$51.end ;
+  wire \$signal$51.g ;
+  wire [2:0] \$signal$51.x ;
+  wire [2:0] \$signal$51.y ;
   wire [17:0] \$signal[0] ;
   wire [17:0] \$signal[1] ;
   wire [17:0] \$signal[2] ;
   wire [17:0] \$signal[3] ;
-  wire [7:0] \$signature__addr ;
-  wire [7:0] \$signature__addr$61 ;
-  wire [71:0] \$signature__data ;
-  wire [71:0] \$signature__data$62 ;
-  wire [17:0] \$signature__data$62[0] ;
-  wire [17:0] \$signature__data$62[1] ;
-  wire [17:0] \$signature__data$62[2] ;
-  wire [17:0] \$signature__data$62[3] ;
-  wire [17:0] \$signature__data[0] ;
-  wire [17:0] \$signature__data[1] ;
-  wire [17:0] \$signature__data[2] ;
-  wire [17:0] \$signature__data[3] ;
-  wire \$signature__en ;
   reg [59:0] addend = 60'h000000000000000;
   wire [14:0] \addend[0] ;
   wire [14:0] \addend[1] ;
@@ -1196,12 +1182,12 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
   wire [14:0] \b6[2] ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14" *)
   wire [14:0] \b6[3] ;
-  wire b_rd__addr;
-  wire [59:0] b_rd__data;
-  wire [14:0] \b_rd__data[0] ;
-  wire [14:0] \b_rd__data[1] ;
-  wire [14:0] \b_rd__data[2] ;
-  wire [14:0] \b_rd__data[3] ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [59:0] b_rd = 60'h000000000000000;
+  wire [14:0] \b_rd[0] ;
+  wire [14:0] \b_rd[1] ;
+  wire [14:0] \b_rd[2] ;
+  wire [14:0] \b_rd[3] ;
   wire [3:0] c_raw;
   wire \c_raw[0] ;
   wire \c_raw[1] ;
@@ -1271,6 +1257,24 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
   wire [4:0] \ops__payload.waddr ;
   input ops__valid;
   wire ops__valid;
+  wire [4:0] port__addr;
+  wire [7:0] \port__addr$58 ;
+  wire \port__addr$59 ;
+  wire [31:0] port__data;
+  wire [71:0] \port__data$21 ;
+  wire [17:0] \port__data$21[0] ;
+  wire [17:0] \port__data$21[1] ;
+  wire [17:0] \port__data$21[2] ;
+  wire [17:0] \port__data$21[3] ;
+  wire [59:0] \port__data$23 ;
+  wire [14:0] \port__data$23[0] ;
+  wire [14:0] \port__data$23[1] ;
+  wire [14:0] \port__data$23[2] ;
+  wire [14:0] \port__data$23[3] ;
+  wire [7:0] \port__data[0] ;
+  wire [7:0] \port__data[1] ;
+  wire [7:0] \port__data[2] ;
+  wire [7:0] \port__data[3] ;
   reg pos0 = 1'h0;
   reg [2:0] pos1 = 3'h0;
   reg [2:0] pos2 = 3'h0;
@@ -1298,12 +1302,6 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
   wire [18:0] \r[1] ;
   wire [18:0] \r[2] ;
   wire [18:0] \r[3] ;
-  wire [4:0] rd__addr;
-  wire [31:0] rd__data;
-  wire [7:0] \rd__data[0] ;
-  wire [7:0] \rd__data[1] ;
-  wire [7:0] \rd__data[2] ;
-  wire [7:0] \rd__data[3] ;
   reg [71:0] res7 = 72'h000000000000000000;
   wire [17:0] \res7[0] ;
   wire [17:0] \res7[1] ;
@@ -1473,6 +1471,19 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
   wire \st7.valid ;
   (* unused_bits = "0 1 2 3 4" *)
   wire [4:0] \st7.waddr ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [71:0] v_rd = 72'h000000000000000000;
+  wire [17:0] \v_rd[0] ;
+  wire [17:0] \v_rd[1] ;
+  wire [17:0] \v_rd[2] ;
+  wire [17:0] \v_rd[3] ;
+  wire [7:0] v_wr__addr;
+  wire [71:0] v_wr__data;
+  wire [17:0] \v_wr__data[0] ;
+  wire [17:0] \v_wr__data[1] ;
+  wire [17:0] \v_wr__data[2] ;
+  wire [17:0] \v_wr__data[3] ;
+  wire v_wr__en;
   wire [75:0] val;
   reg [75:0] val5 = 76'h0000000000000000000;
   wire [18:0] \val5[0] ;
@@ -1483,6 +1494,13 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
   wire [18:0] \val[1] ;
   wire [18:0] \val[2] ;
   wire [18:0] \val[3] ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [31:0] w0_0 = 32'd0;
+  wire [7:0] \w0_0[0] ;
+  wire [7:0] \w0_0[1] ;
+  wire [7:0] \w0_0[2] ;
+  wire [7:0] \w0_0[3] ;
+  (* hwsnn_no_init = 32'd1 *)
   reg [31:0] w1_0 = 32'd0;
   wire [7:0] \w1_0[0] ;
   wire [7:0] \w1_0[1] ;
@@ -1497,11 +1515,8 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
     bmem[0] = 60'h7c7f6e3ca3e97dd;
     bmem[1] = 60'hae526bb2ceb09e7;
   end
-  reg [59:0] _776_;
-  always @(posedge clk) begin
-    _776_ <= bmem[st2[26]];
-  end
-  assign b_rd__data = _776_;
+  assign \port__data$23  = bmem[st2[26]];
+  (* no_rw_check = 32'd1 *)
   reg [71:0] vmem [255:0];
   initial begin
     vmem[0] = 72'h000000000000000000;
@@ -1762,14 +1777,10 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
     vmem[255] = 72'h000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en )
-      vmem[\$signature__addr$61 ] <= res7;
+    if (v_wr__en)
+      vmem[v_wr__addr] <= res7;
   end
-  reg [71:0] _777_;
-  always @(posedge clk) begin
-    _777_ <= vmem[\$signature__addr ];
-  end
-  assign \$signature__data  = _777_;
+  assign \port__data$21  = vmem[\port__addr$58 ];
   reg [31:0] wrom0 [17:0];
   initial begin
     wrom0[0] = 32'd2747731760;
@@ -1791,11 +1802,7 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
     wrom0[16] = 32'd3509209049;
     wrom0[17] = 32'd3503154106;
   end
-  reg [31:0] _778_;
-  always @(posedge clk) begin
-    _778_ <= wrom0[st0[15:11]];
-  end
-  assign rd__data = _778_;
+  assign port__data = wrom0[st0[15:11]];
   assign _000_ = $signed(w1_0[7:0]) << st2[20:18];
   assign _096_ = $signed(w1_0[15:8]) << st2[20:18];
   assign _184_ = $signed(w1_0[23:16]) << st2[20:18];
@@ -1831,62 +1838,62 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
   assign _268_ = ~ _257_;
   assign _279_ = st4[0] & _268_;
   assign _288_ = _236_ & _279_;
-  assign _294_ = st2[10:4] == st4[10:4];
-  assign _295_ = st2[3] == st4[3];
-  assign _296_ = _294_ & _295_;
-  assign _297_ = ! st4[1];
-  assign _298_ = _296_ & _297_;
-  assign _299_ = ! st4[1];
-  assign _300_ = _299_ & st4[2];
-  assign _301_ = st4[1] & st4[22];
-  assign _302_ = _300_ | _301_;
-  assign _303_ = st4[0] & _302_;
-  assign _304_ = _298_ & _303_;
-  assign _305_ = st2[10:4] == st5[10:4];
-  assign _306_ = st2[3] == st5[3];
-  assign _307_ = _305_ & _306_;
-  assign _308_ = ! st5[1];
-  assign _309_ = _308_ & st5[2];
-  assign _310_ = ~ _309_;
-  assign _311_ = st5[0] & _310_;
-  assign _312_ = _307_ & _311_;
-  assign _313_ = st2[10:4] == st5[10:4];
-  assign _314_ = st2[3] == st5[3];
-  assign _315_ = _313_ & _314_;
-  assign _316_ = ! st5[1];
-  assign _317_ = _316_ & st5[2];
-  assign _318_ = st5[1] & st5[22];
-  assign _319_ = _317_ | _318_;
-  assign _320_ = st5[0] & _319_;
-  assign _321_ = _315_ & _320_;
-  assign _322_ = st2[10:4] == st6[10:4];
-  assign _323_ = st2[3] == st6[3];
-  assign _324_ = _322_ & _323_;
-  assign _325_ = ! st6[1];
-  assign _326_ = _325_ & st6[2];
-  assign _327_ = ~ _326_;
-  assign _328_ = st6[0] & _327_;
-  assign _329_ = _324_ & _328_;
-  assign _330_ = st2[10:4] == st6[10:4];
-  assign _331_ = st2[3] == st6[3];
-  assign _332_ = _330_ & _331_;
-  assign _333_ = ! st6[1];
-  assign _334_ = _333_ & st6[2];
-  assign _335_ = st6[1] & st6[22];
-  assign _336_ = _334_ | _335_;
-  assign _337_ = st6[0] & _336_;
-  assign _338_ = _332_ & _337_;
-  assign _339_ = st2[10:4] == st7[10:4];
-  assign _340_ = st2[3] == st7[3];
-  assign _341_ = _339_ & _340_;
-  assign _342_ = ! st7[1];
-  assign _343_ = _342_ & st7[2];
-  assign _344_ = ~ _343_;
-  assign _345_ = st7[0] & _344_;
-  assign _346_ = _341_ & _345_;
-  assign _347_ = st2[10:4] == st7[10:4];
-  assign _348_ = st2[3] == st7[3];
-  assign _002_ = _347_ & _348_;
+  assign _293_ = st2[10:4] == st4[10:4];
+  assign _294_ = st2[3] == st4[3];
+  assign _295_ = _293_ & _294_;
+  assign _296_ = ! st4[1];
+  assign _297_ = _295_ & _296_;
+  assign _298_ = ! st4[1];
+  assign _299_ = _298_ & st4[2];
+  assign _300_ = st4[1] & st4[22];
+  assign _301_ = _299_ | _300_;
+  assign _302_ = st4[0] & _301_;
+  assign _303_ = _297_ & _302_;
+  assign _304_ = st2[10:4] == st5[10:4];
+  assign _305_ = st2[3] == st5[3];
+  assign _306_ = _304_ & _305_;
+  assign _307_ = ! st5[1];
+  assign _308_ = _307_ & st5[2];
+  assign _309_ = ~ _308_;
+  assign _310_ = st5[0] & _309_;
+  assign _311_ = _306_ & _310_;
+  assign _312_ = st2[10:4] == st5[10:4];
+  assign _313_ = st2[3] == st5[3];
+  assign _314_ = _312_ & _313_;
+  assign _315_ = ! st5[1];
+  assign _316_ = _315_ & st5[2];
+  assign _317_ = st5[1] & st5[22];
+  assign _318_ = _316_ | _317_;
+  assign _319_ = st5[0] & _318_;
+  assign _320_ = _314_ & _319_;
+  assign _321_ = st2[10:4] == st6[10:4];
+  assign _322_ = st2[3] == st6[3];
+  assign _323_ = _321_ & _322_;
+  assign _324_ = ! st6[1];
+  assign _325_ = _324_ & st6[2];
+  assign _326_ = ~ _325_;
+  assign _327_ = st6[0] & _326_;
+  assign _328_ = _323_ & _327_;
+  assign _329_ = st2[10:4] == st6[10:4];
+  assign _330_ = st2[3] == st6[3];
+  assign _331_ = _329_ & _330_;
+  assign _332_ = ! st6[1];
+  assign _333_ = _332_ & st6[2];
+  assign _334_ = st6[1] & st6[22];
+  assign _335_ = _333_ | _334_;
+  assign _336_ = st6[0] & _335_;
+  assign _337_ = _331_ & _336_;
+  assign _338_ = st2[10:4] == st7[10:4];
+  assign _339_ = st2[3] == st7[3];
+  assign _340_ = _338_ & _339_;
+  assign _341_ = ! st7[1];
+  assign _342_ = _341_ & st7[2];
+  assign _343_ = ~ _342_;
+  assign _344_ = st7[0] & _343_;
+  assign _345_ = _340_ & _344_;
+  assign _346_ = st2[10:4] == st7[10:4];
+  assign _347_ = st2[3] == st7[3];
+  assign _002_ = _346_ & _347_;
   assign _003_ = ! st7[1];
   assign _004_ = _003_ & st7[2];
   assign _005_ = st7[1] & st7[22];
@@ -1978,112 +1985,112 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
   assign _102_ = ! st3[1];
   assign _103_ = ! st3[24:23];
   assign _104_ = st3[1] & _103_;
-  assign _105_ = \$signal$39 [0] ? val5[18:0] : 19'h00000;
-  assign _107_ = \$signal$39 [1] ? r6[18:0] : 19'h00000;
+  assign _105_ = \$signal$42 [0] ? val5[18:0] : 19'h00000;
+  assign _107_ = \$signal$42 [1] ? r6[18:0] : 19'h00000;
   assign _108_ = _105_ | _107_;
-  assign _109_ = \$signal$39 [2] ? res7[17:0] : 18'h00000;
+  assign _109_ = \$signal$42 [2] ? res7[17:0] : 18'h00000;
   assign _110_ = _108_ | { _109_[17], _109_ };
-  assign _111_ = \$signal$39 [3] ? res8[17:0] : 18'h00000;
+  assign _111_ = \$signal$42 [3] ? res8[17:0] : 18'h00000;
   assign _112_ = _110_ | { _111_[17], _111_ };
-  assign _113_ = \$signal$39 [4] ? res9[17:0] : 18'h00000;
+  assign _113_ = \$signal$42 [4] ? res9[17:0] : 18'h00000;
   assign _114_ = _112_ | { _113_[17], _113_ };
-  assign _115_ = \$signal$39 [5] ? \$signal [17:0] : 18'h00000;
+  assign _115_ = \$signal$42 [5] ? \$signal [17:0] : 18'h00000;
   assign _116_ = _114_ | { _115_[17], _115_ };
-  assign _118_ = \$signal$39 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _118_ = \$signal$42 [7] ? { cres8[0], cres8[0] } : 2'h0;
   assign _119_ = _116_ | { _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_ };
-  assign _120_ = \$signal$39 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _120_ = \$signal$42 [8] ? { cres9[0], cres9[0] } : 2'h0;
   assign _121_ = _119_ | { _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_ };
-  assign _122_ = \$signal$40 [0] ? addend[14:0] : 15'h0000;
-  assign _123_ = \$signal$40 [1] ? \$signal$21 [14:0] : 15'h0000;
+  assign _122_ = \$signal$43 [0] ? addend[14:0] : 15'h0000;
+  assign _123_ = \$signal$43 [1] ? \$signal$25 [14:0] : 15'h0000;
   assign _125_ = _122_ | _123_;
-  assign _126_ = \$signal$40 [2] ? val5[18:0] : 19'h00000;
+  assign _126_ = \$signal$43 [2] ? val5[18:0] : 19'h00000;
   assign _127_ = { _125_[14], _125_[14], _125_[14], _125_[14], _125_ } | _126_;
-  assign _128_ = \$signal$40 [3] ? r6[18:0] : 19'h00000;
+  assign _128_ = \$signal$43 [3] ? r6[18:0] : 19'h00000;
   assign _129_ = _127_ | _128_;
-  assign _130_ = \$signal$40 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _130_ = \$signal$43 [5] ? { cres8[0], cres8[0] } : 2'h0;
   assign _131_ = _129_ | { _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_ };
-  assign _132_ = \$signal$40 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _132_ = \$signal$43 [6] ? { cres9[0], cres9[0] } : 2'h0;
   assign _134_ = _131_ | { _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_ };
   assign _135_ = $signed(_121_) + $signed(_134_);
-  assign _136_ = \$signal$39 [0] ? val5[37:19] : 19'h00000;
-  assign _137_ = \$signal$39 [1] ? r6[37:19] : 19'h00000;
+  assign _136_ = \$signal$42 [0] ? val5[37:19] : 19'h00000;
+  assign _137_ = \$signal$42 [1] ? r6[37:19] : 19'h00000;
   assign _138_ = _136_ | _137_;
-  assign _139_ = \$signal$39 [2] ? res7[35:18] : 18'h00000;
+  assign _139_ = \$signal$42 [2] ? res7[35:18] : 18'h00000;
   assign _140_ = _138_ | { _139_[17], _139_ };
-  assign _141_ = \$signal$39 [3] ? res8[35:18] : 18'h00000;
+  assign _141_ = \$signal$42 [3] ? res8[35:18] : 18'h00000;
   assign _143_ = _140_ | { _141_[17], _141_ };
-  assign _144_ = \$signal$39 [4] ? res9[35:18] : 18'h00000;
+  assign _144_ = \$signal$42 [4] ? res9[35:18] : 18'h00000;
   assign _145_ = _143_ | { _144_[17], _144_ };
-  assign _146_ = \$signal$39 [5] ? \$signal [35:18] : 18'h00000;
+  assign _146_ = \$signal$42 [5] ? \$signal [35:18] : 18'h00000;
   assign _147_ = _145_ | { _146_[17], _146_ };
-  assign _148_ = \$signal$39 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _148_ = \$signal$42 [7] ? { cres8[1], cres8[1] } : 2'h0;
   assign _149_ = _147_ | { _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_ };
-  assign _150_ = \$signal$39 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _150_ = \$signal$42 [8] ? { cres9[1], cres9[1] } : 2'h0;
   assign _152_ = _149_ | { _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_ };
-  assign _153_ = \$signal$40 [0] ? addend[29:15] : 15'h0000;
-  assign _154_ = \$signal$40 [1] ? \$signal$21 [29:15] : 15'h0000;
+  assign _153_ = \$signal$43 [0] ? addend[29:15] : 15'h0000;
+  assign _154_ = \$signal$43 [1] ? \$signal$25 [29:15] : 15'h0000;
   assign _155_ = _153_ | _154_;
-  assign _156_ = \$signal$40 [2] ? val5[37:19] : 19'h00000;
+  assign _156_ = \$signal$43 [2] ? val5[37:19] : 19'h00000;
   assign _157_ = { _155_[14], _155_[14], _155_[14], _155_[14], _155_ } | _156_;
-  assign _158_ = \$signal$40 [3] ? r6[37:19] : 19'h00000;
+  assign _158_ = \$signal$43 [3] ? r6[37:19] : 19'h00000;
   assign _159_ = _157_ | _158_;
-  assign _160_ = \$signal$40 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _160_ = \$signal$43 [5] ? { cres8[1], cres8[1] } : 2'h0;
   assign _161_ = _159_ | { _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_ };
-  assign _162_ = \$signal$40 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _162_ = \$signal$43 [6] ? { cres9[1], cres9[1] } : 2'h0;
   assign _163_ = _161_ | { _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_ };
   assign _164_ = $signed(_152_) + $signed(_163_);
-  assign _165_ = \$signal$39 [0] ? val5[56:38] : 19'h00000;
-  assign _167_ = \$signal$39 [1] ? r6[56:38] : 19'h00000;
+  assign _165_ = \$signal$42 [0] ? val5[56:38] : 19'h00000;
+  assign _167_ = \$signal$42 [1] ? r6[56:38] : 19'h00000;
   assign _168_ = _165_ | _167_;
-  assign _169_ = \$signal$39 [2] ? res7[53:36] : 18'h00000;
+  assign _169_ = \$signal$42 [2] ? res7[53:36] : 18'h00000;
   assign _170_ = _168_ | { _169_[17], _169_ };
-  assign _171_ = \$signal$39 [3] ? res8[53:36] : 18'h00000;
+  assign _171_ = \$signal$42 [3] ? res8[53:36] : 18'h00000;
   assign _172_ = _170_ | { _171_[17], _171_ };
-  assign _173_ = \$signal$39 [4] ? res9[53:36] : 18'h00000;
+  assign _173_ = \$signal$42 [4] ? res9[53:36] : 18'h00000;
   assign _174_ = _172_ | { _173_[17], _173_ };
-  assign _175_ = \$signal$39 [5] ? \$signal [53:36] : 18'h00000;
+  assign _175_ = \$signal$42 [5] ? \$signal [53:36] : 18'h00000;
   assign _176_ = _174_ | { _175_[17], _175_ };
-  assign _178_ = \$signal$39 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _178_ = \$signal$42 [7] ? { cres8[2], cres8[2] } : 2'h0;
   assign _179_ = _176_ | { _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_ };
-  assign _180_ = \$signal$39 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _180_ = \$signal$42 [8] ? { cres9[2], cres9[2] } : 2'h0;
   assign _181_ = _179_ | { _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_ };
-  assign _182_ = \$signal$40 [0] ? addend[44:30] : 15'h0000;
-  assign _183_ = \$signal$40 [1] ? \$signal$21 [44:30] : 15'h0000;
+  assign _182_ = \$signal$43 [0] ? addend[44:30] : 15'h0000;
+  assign _183_ = \$signal$43 [1] ? \$signal$25 [44:30] : 15'h0000;
   assign _186_ = _182_ | _183_;
-  assign _187_ = \$signal$40 [2] ? val5[56:38] : 19'h00000;
+  assign _187_ = \$signal$43 [2] ? val5[56:38] : 19'h00000;
   assign _188_ = { _186_[14], _186_[14], _186_[14], _186_[14], _186_ } | _187_;
-  assign _189_ = \$signal$40 [3] ? r6[56:38] : 19'h00000;
+  assign _189_ = \$signal$43 [3] ? r6[56:38] : 19'h00000;
   assign _190_ = _188_ | _189_;
-  assign _191_ = \$signal$40 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _191_ = \$signal$43 [5] ? { cres8[2], cres8[2] } : 2'h0;
   assign _192_ = _190_ | { _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_ };
-  assign _193_ = \$signal$40 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _193_ = \$signal$43 [6] ? { cres9[2], cres9[2] } : 2'h0;
   assign _195_ = _192_ | { _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_ };
   assign _196_ = $signed(_181_) + $signed(_195_);
-  assign _197_ = \$signal$39 [0] ? val5[75:57] : 19'h00000;
-  assign _198_ = \$signal$39 [1] ? r6[75:57] : 19'h00000;
+  assign _197_ = \$signal$42 [0] ? val5[75:57] : 19'h00000;
+  assign _198_ = \$signal$42 [1] ? r6[75:57] : 19'h00000;
   assign _199_ = _197_ | _198_;
-  assign _200_ = \$signal$39 [2] ? res7[71:54] : 18'h00000;
+  assign _200_ = \$signal$42 [2] ? res7[71:54] : 18'h00000;
   assign _201_ = _199_ | { _200_[17], _200_ };
-  assign _202_ = \$signal$39 [3] ? res8[71:54] : 18'h00000;
+  assign _202_ = \$signal$42 [3] ? res8[71:54] : 18'h00000;
   assign _204_ = _201_ | { _202_[17], _202_ };
-  assign _205_ = \$signal$39 [4] ? res9[71:54] : 18'h00000;
+  assign _205_ = \$signal$42 [4] ? res9[71:54] : 18'h00000;
   assign _206_ = _204_ | { _205_[17], _205_ };
-  assign _207_ = \$signal$39 [5] ? \$signal [71:54] : 18'h00000;
+  assign _207_ = \$signal$42 [5] ? \$signal [71:54] : 18'h00000;
   assign _208_ = _206_ | { _207_[17], _207_ };
-  assign _209_ = \$signal$39 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _209_ = \$signal$42 [7] ? { cres8[3], cres8[3] } : 2'h0;
   assign _210_ = _208_ | { _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_ };
-  assign _211_ = \$signal$39 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _211_ = \$signal$42 [8] ? { cres9[3], cres9[3] } : 2'h0;
   assign _213_ = _210_ | { _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_ };
-  assign _214_ = \$signal$40 [0] ? addend[59:45] : 15'h0000;
-  assign _215_ = \$signal$40 [1] ? \$signal$21 [59:45] : 15'h0000;
+  assign _214_ = \$signal$43 [0] ? addend[59:45] : 15'h0000;
+  assign _215_ = \$signal$43 [1] ? \$signal$25 [59:45] : 15'h0000;
   assign _216_ = _214_ | _215_;
-  assign _217_ = \$signal$40 [2] ? val5[75:57] : 19'h00000;
+  assign _217_ = \$signal$43 [2] ? val5[75:57] : 19'h00000;
   assign _218_ = { _216_[14], _216_[14], _216_[14], _216_[14], _216_ } | _217_;
-  assign _219_ = \$signal$40 [3] ? r6[75:57] : 19'h00000;
+  assign _219_ = \$signal$43 [3] ? r6[75:57] : 19'h00000;
   assign _220_ = _218_ | _219_;
-  assign _222_ = \$signal$40 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _222_ = \$signal$43 [5] ? { cres8[3], cres8[3] } : 2'h0;
   assign _223_ = _220_ | { _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_ };
-  assign _224_ = \$signal$40 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _224_ = \$signal$43 [6] ? { cres9[3], cres9[3] } : 2'h0;
   assign _225_ = _223_ | { _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_ };
   assign _226_ = $signed(_213_) + $signed(_225_);
   assign _228_ = st6[0] & st6[1];
@@ -2097,14 +2104,14 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
   assign _237_ = pos1 + 1'h1;
   assign _238_ = pos0 + 1'h1;
   assign _239_ = st2[3] * 8'h80;
-  assign { _240_[9:8], \$signature__addr  } = st2[10:4] + _239_;
+  assign { _240_[9:8], \port__addr$58  } = st2[10:4] + _239_;
   assign _241_ = st7[3] * 8'h80;
-  assign { _242_[9:8], \$signature__addr$61  } = st7[10:4] + _241_;
+  assign { _242_[9:8], v_wr__addr } = st7[10:4] + _241_;
   assign _243_ = ! st7[1];
   assign _244_ = _243_ & st7[2];
   assign _245_ = ~ _244_;
   assign _246_ = st7[0] & _245_;
-  assign { _248_[3:1], \$signature__en  } = _246_ ? 4'hf : 4'h0;
+  assign { _248_[3:1], v_wr__en } = _246_ ? 4'hf : 4'h0;
   assign _249_ = st7[0] & st7[1];
   assign _250_ = ~ push7;
   assign dropped = _249_ & _250_;
@@ -2125,119 +2132,124 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
   always @(posedge clk)
     st7 <= _259_;
   always @(posedge clk)
-    w1_0 <= _260_;
+    w0_0 <= port__data;
   always @(posedge clk)
-    w2_0_0 <= _261_;
+    w1_0 <= w0_0;
   always @(posedge clk)
-    w2_0_1 <= _262_;
+    w2_0_0 <= _260_;
   always @(posedge clk)
-    w2_0_2 <= _263_;
+    w2_0_1 <= _261_;
   always @(posedge clk)
-    w2_0_3 <= _264_;
+    w2_0_2 <= _262_;
   always @(posedge clk)
-    addend <= _265_;
+    w2_0_3 <= _263_;
   always @(posedge clk)
-    \$signal  <= _266_;
+    addend <= _264_;
   always @(posedge clk)
-    \$signal$21  <= _267_;
+    v_rd <= \port__data$21 ;
   always @(posedge clk)
-    res8 <= _269_;
+    b_rd <= \port__data$23 ;
   always @(posedge clk)
-    res9 <= _270_;
+    \$signal  <= _265_;
+  always @(posedge clk)
+    \$signal$25  <= _266_;
+  always @(posedge clk)
+    res8 <= _267_;
+  always @(posedge clk)
+    res9 <= _269_;
   always @(posedge clk)
     cres8 <= 4'h0;
   always @(posedge clk)
-    cres9 <= _271_;
+    cres9 <= _270_;
   always @(posedge clk)
-    hit_v1 <= _272_;
+    hit_v1 <= _271_;
   always @(posedge clk)
-    hit_c1 <= _273_;
+    hit_c1 <= _272_;
   always @(posedge clk)
-    hit_v2 <= _274_;
+    hit_v2 <= _273_;
   always @(posedge clk)
-    hit_c2 <= _275_;
+    hit_c2 <= _274_;
   always @(posedge clk)
-    hit_v3 <= _276_;
+    hit_v3 <= _275_;
   always @(posedge clk)
-    hit_c3 <= _277_;
+    hit_c3 <= _276_;
   always @(posedge clk)
-    hit_v4 <= _280_;
+    hit_v4 <= _277_;
   always @(posedge clk)
-    hit_c4 <= _281_;
+    hit_c4 <= _280_;
   always @(posedge clk)
-    hit_v5 <= _282_;
+    hit_v5 <= _281_;
   always @(posedge clk)
-    hit_c5 <= _283_;
+    hit_c5 <= _282_;
   always @(posedge clk)
-    \$signal$39  <= _284_;
+    \$signal$42  <= _283_;
   always @(posedge clk)
-    \$signal$40  <= _285_;
+    \$signal$43  <= _284_;
   always @(posedge clk)
-    val5 <= _286_;
+    val5 <= _285_;
   always @(posedge clk)
-    res7 <= _287_;
+    res7 <= _286_;
   always @(posedge clk)
-    entry7 <= _289_;
+    entry7 <= _287_;
   always @(posedge clk)
-    push7 <= _290_;
+    push7 <= _289_;
   always @(posedge clk)
-    pos0 <= _291_;
+    pos0 <= _290_;
   always @(posedge clk)
-    pos1 <= _292_;
+    pos1 <= _291_;
   always @(posedge clk)
-    pos2 <= _293_;
-  assign _349_ = _234_ ? (* full_case = 32'd1 *) 3'h0 : _235_[2:0];
-  assign _350_ = _233_ ? _349_ : pos2;
-  assign _351_ = pos0 ? _350_ : pos2;
-  assign _352_ = st7[25] ? (* full_case = 32'd1 *) 3'h0 : _351_;
-  assign _353_ = _232_ ? _352_ : pos2;
-  assign _293_ = rst ? 3'h0 : _353_;
-  assign _354_ = _233_ ? (* full_case = 32'd1 *) 3'h0 : _237_[2:0];
-  assign _355_ = pos0 ? _354_ : pos1;
-  assign _356_ = st7[25] ? (* full_case = 32'd1 *) 3'h0 : _355_;
-  assign _357_ = _232_ ? _356_ : pos1;
-  assign _292_ = rst ? 3'h0 : _357_;
-  assign _358_ = pos0 ? (* full_case = 32'd1 *) 1'h0 : _238_[0];
-  assign _359_ = st7[25] ? (* full_case = 32'd1 *) 1'h0 : _358_;
-  assign _360_ = _232_ ? _359_ : pos0;
-  assign _291_ = rst ? 1'h0 : _360_;
-  assign _290_ = rst ? 1'h0 : _231_;
-  assign _289_ = rst ? 12'h000 : { st6[25], 7'h00, counts };
-  assign _287_ = rst ? 72'h000000000000000000 : result;
-  assign _286_[75:57] = rst ? 19'h00000 : _226_[18:0];
-  assign _286_[37:19] = rst ? 19'h00000 : _164_[18:0];
-  assign _286_[18:0] = rst ? 19'h00000 : _135_[18:0];
-  assign _286_[56:38] = rst ? 19'h00000 : _196_[18:0];
-  assign _285_ = rst ? 8'h00 : { 6'h00, _104_, _102_ };
-  assign _284_ = rst ? 10'h000 : { _101_, _091_, _082_, _074_, _068_, _058_, _048_, _039_, _031_, _017_ };
-  assign _283_ = rst ? 1'h0 : _008_;
-  assign _282_ = rst ? 1'h0 : _346_;
-  assign _281_ = rst ? 1'h0 : _338_;
-  assign _280_ = rst ? 1'h0 : _329_;
-  assign _277_ = rst ? 1'h0 : _321_;
-  assign _276_ = rst ? 1'h0 : _312_;
-  assign _275_ = rst ? 1'h0 : _304_;
-  assign _274_ = rst ? 1'h0 : _288_;
-  assign _273_ = rst ? 1'h0 : _194_;
-  assign _272_ = rst ? 1'h0 : _086_;
-  assign _271_ = rst ? 4'h0 : cres8;
-  assign _270_ = rst ? 72'h000000000000000000 : res8;
-  assign _269_ = rst ? 72'h000000000000000000 : res7;
-  assign _267_ = rst ? 60'h000000000000000 : b_rd__data;
-  assign _266_ = rst ? 72'h000000000000000000 : \$signature__data ;
-  assign _361_ = st3[16] ? addend[59:45] : w2_0_3;
-  assign _265_[59:45] = rst ? 15'h0000 : _361_;
-  assign _362_ = st3[16] ? addend[29:15] : w2_0_1;
-  assign _265_[29:15] = rst ? 15'h0000 : _362_;
-  assign _363_ = st3[16] ? addend[14:0] : w2_0_0;
-  assign _265_[14:0] = rst ? 15'h0000 : _363_;
-  assign _364_ = st3[16] ? addend[44:30] : w2_0_2;
-  assign _265_[44:30] = rst ? 15'h0000 : _364_;
-  assign _264_ = rst ? 15'h0000 : _278_;
-  assign _263_ = rst ? 15'h0000 : _184_;
-  assign _262_ = rst ? 15'h0000 : _096_;
-  assign _261_ = rst ? 15'h0000 : _000_;
-  assign _260_ = rst ? 32'd0 : rd__data;
+    pos2 <= _292_;
+  assign _348_ = _234_ ? (* full_case = 32'd1 *) 3'h0 : _235_[2:0];
+  assign _349_ = _233_ ? _348_ : pos2;
+  assign _350_ = pos0 ? _349_ : pos2;
+  assign _351_ = st7[25] ? (* full_case = 32'd1 *) 3'h0 : _350_;
+  assign _352_ = _232_ ? _351_ : pos2;
+  assign _292_ = rst ? 3'h0 : _352_;
+  assign _353_ = _233_ ? (* full_case = 32'd1 *) 3'h0 : _237_[2:0];
+  assign _354_ = pos0 ? _353_ : pos1;
+  assign _355_ = st7[25] ? (* full_case = 32'd1 *) 3'h0 : _354_;
+  assign _356_ = _232_ ? _355_ : pos1;
+  assign _291_ = rst ? 3'h0 : _356_;
+  assign _357_ = pos0 ? (* full_case = 32'd1 *) 1'h0 : _238_[0];
+  assign _358_ = st7[25] ? (* full_case = 32'd1 *) 1'h0 : _357_;
+  assign _359_ = _232_ ? _358_ : pos0;
+  assign _290_ = rst ? 1'h0 : _359_;
+  assign _289_ = rst ? 1'h0 : _231_;
+  assign _287_ = rst ? 12'h000 : { st6[25], 7'h00, counts };
+  assign _286_ = rst ? 72'h000000000000000000 : result;
+  assign _285_[75:57] = rst ? 19'h00000 : _226_[18:0];
+  assign _285_[37:19] = rst ? 19'h00000 : _164_[18:0];
+  assign _285_[18:0] = rst ? 19'h00000 : _135_[18:0];
+  assign _285_[56:38] = rst ? 19'h00000 : _196_[18:0];
+  assign _284_ = rst ? 8'h00 : { 6'h00, _104_, _102_ };
+  assign _283_ = rst ? 10'h000 : { _101_, _091_, _082_, _074_, _068_, _058_, _048_, _039_, _031_, _017_ };
+  assign _282_ = rst ? 1'h0 : _008_;
+  assign _281_ = rst ? 1'h0 : _345_;
+  assign _280_ = rst ? 1'h0 : _337_;
+  assign _277_ = rst ? 1'h0 : _328_;
+  assign _276_ = rst ? 1'h0 : _320_;
+  assign _275_ = rst ? 1'h0 : _311_;
+  assign _274_ = rst ? 1'h0 : _303_;
+  assign _273_ = rst ? 1'h0 : _288_;
+  assign _272_ = rst ? 1'h0 : _194_;
+  assign _271_ = rst ? 1'h0 : _086_;
+  assign _270_ = rst ? 4'h0 : cres8;
+  assign _269_ = rst ? 72'h000000000000000000 : res8;
+  assign _267_ = rst ? 72'h000000000000000000 : res7;
+  assign _266_ = rst ? 60'h000000000000000 : b_rd;
+  assign _265_ = rst ? 72'h000000000000000000 : v_rd;
+  assign _360_ = st3[16] ? addend[59:45] : w2_0_3;
+  assign _264_[59:45] = rst ? 15'h0000 : _360_;
+  assign _361_ = st3[16] ? addend[29:15] : w2_0_1;
+  assign _264_[29:15] = rst ? 15'h0000 : _361_;
+  assign _362_ = st3[16] ? addend[14:0] : w2_0_0;
+  assign _264_[14:0] = rst ? 15'h0000 : _362_;
+  assign _363_ = st3[16] ? addend[44:30] : w2_0_2;
+  assign _264_[44:30] = rst ? 15'h0000 : _363_;
+  assign _263_ = rst ? 15'h0000 : _278_;
+  assign _262_ = rst ? 15'h0000 : _184_;
+  assign _261_ = rst ? 15'h0000 : _096_;
+  assign _260_ = rst ? 15'h0000 : _000_;
   assign _259_ = rst ? 27'h0000000 : st6;
   assign _258_ = rst ? 27'h0000000 : st5;
   assign _256_ = rst ? 27'h0000000 : st4;
@@ -2258,15 +2270,15 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
   );
   assign \counts[1]  = counts[1];
   assign \counts[0]  = counts[0];
-  assign \$signal$48.end  = st6[25];
-  assign \$signal$48.x  = 3'h0;
-  assign \$signal$48.y  = 3'h0;
-  assign \$signal$48.g  = 1'h0;
-  assign \$signal$48.counts[3]  = counts[3];
-  assign \$signal$48.counts[2]  = counts[2];
-  assign \$signal$48.counts[1]  = counts[1];
-  assign \$signal$48.counts[0]  = counts[0];
-  assign \$signal$48.counts  = counts;
+  assign \$signal$51.end  = st6[25];
+  assign \$signal$51.x  = 3'h0;
+  assign \$signal$51.y  = 3'h0;
+  assign \$signal$51.g  = 1'h0;
+  assign \$signal$51.counts[3]  = counts[3];
+  assign \$signal$51.counts[2]  = counts[2];
+  assign \$signal$51.counts[1]  = counts[1];
+  assign \$signal$51.counts[0]  = counts[0];
+  assign \$signal$51.counts  = counts;
   assign \entry7.end  = entry7[11];
   assign \entry7.x  = entry7[10:8];
   assign \entry7.y  = entry7[7:5];
@@ -2324,34 +2336,46 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
   assign \res8[2]  = res8[53:36];
   assign \res8[1]  = res8[35:18];
   assign \res8[0]  = res8[17:0];
-  assign \b_rd__data[3]  = b_rd__data[59:45];
-  assign \b_rd__data[2]  = b_rd__data[44:30];
-  assign \b_rd__data[1]  = b_rd__data[29:15];
-  assign \b_rd__data[0]  = b_rd__data[14:0];
-  assign \$signal$21[3]  = \$signal$21 [59:45];
-  assign \$signal$21[2]  = \$signal$21 [44:30];
-  assign \$signal$21[1]  = \$signal$21 [29:15];
-  assign \$signal$21[0]  = \$signal$21 [14:0];
-  assign \$signature__data[3]  = \$signature__data [71:54];
-  assign \$signature__data[2]  = \$signature__data [53:36];
-  assign \$signature__data[1]  = \$signature__data [35:18];
-  assign \$signature__data[0]  = \$signature__data [17:0];
+  assign \$signal$25[3]  = \$signal$25 [59:45];
+  assign \$signal$25[2]  = \$signal$25 [44:30];
+  assign \$signal$25[1]  = \$signal$25 [29:15];
+  assign \$signal$25[0]  = \$signal$25 [14:0];
   assign \$signal[3]  = \$signal [71:54];
   assign \$signal[2]  = \$signal [53:36];
   assign \$signal[1]  = \$signal [35:18];
   assign \$signal[0]  = \$signal [17:0];
+  assign \port__data$23[3]  = \port__data$23 [59:45];
+  assign \port__data$23[2]  = \port__data$23 [44:30];
+  assign \port__data$23[1]  = \port__data$23 [29:15];
+  assign \port__data$23[0]  = \port__data$23 [14:0];
+  assign \b_rd[3]  = b_rd[59:45];
+  assign \b_rd[2]  = b_rd[44:30];
+  assign \b_rd[1]  = b_rd[29:15];
+  assign \b_rd[0]  = b_rd[14:0];
+  assign \port__data$21[3]  = \port__data$21 [71:54];
+  assign \port__data$21[2]  = \port__data$21 [53:36];
+  assign \port__data$21[1]  = \port__data$21 [35:18];
+  assign \port__data$21[0]  = \port__data$21 [17:0];
+  assign \v_rd[3]  = v_rd[71:54];
+  assign \v_rd[2]  = v_rd[53:36];
+  assign \v_rd[1]  = v_rd[35:18];
+  assign \v_rd[0]  = v_rd[17:0];
   assign \addend[3]  = addend[59:45];
   assign \addend[2]  = addend[44:30];
   assign \addend[1]  = addend[29:15];
   assign \addend[0]  = addend[14:0];
-  assign \rd__data[3]  = rd__data[31:24];
-  assign \rd__data[2]  = rd__data[23:16];
-  assign \rd__data[1]  = rd__data[15:8];
-  assign \rd__data[0]  = rd__data[7:0];
   assign \w1_0[3]  = w1_0[31:24];
   assign \w1_0[2]  = w1_0[23:16];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[0]  = w1_0[7:0];
+  assign \port__data[3]  = port__data[31:24];
+  assign \port__data[2]  = port__data[23:16];
+  assign \port__data[1]  = port__data[15:8];
+  assign \port__data[0]  = port__data[7:0];
+  assign \w0_0[3]  = w0_0[31:24];
+  assign \w0_0[2]  = w0_0[23:16];
+  assign \w0_0[1]  = w0_0[15:8];
+  assign \w0_0[0]  = w0_0[7:0];
   assign \st7.bias_g  = st7[26];
   assign \st7.end  = st7[25];
   assign \st7.fire_k  = st7[24:23];
@@ -2468,9 +2492,9 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
   assign \st0.cur  = st0[2];
   assign \st0.kind  = st0[1];
   assign \st0.valid  = st0[0];
-  assign _248_[0] = \$signature__en ;
-  assign _242_[7:0] = \$signature__addr$61 ;
-  assign _240_[7:0] = \$signature__addr ;
+  assign _248_[0] = v_wr__en;
+  assign _242_[7:0] = v_wr__addr;
+  assign _240_[7:0] = \port__addr$58 ;
   assign \push__payload.end  = entry7[11];
   assign \push__payload.x  = pos1;
   assign \push__payload.y  = pos2;
@@ -2480,10 +2504,10 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
   assign \push__payload.counts[1]  = entry7[1];
   assign \push__payload.counts[0]  = entry7[0];
   assign \push__payload.counts  = entry7[3:0];
-  assign \$signature__data$62[3]  = res7[71:54];
-  assign \$signature__data$62[2]  = res7[53:36];
-  assign \$signature__data$62[1]  = res7[35:18];
-  assign \$signature__data$62[0]  = res7[17:0];
+  assign \v_wr__data[3]  = res7[71:54];
+  assign \v_wr__data[2]  = res7[53:36];
+  assign \v_wr__data[1]  = res7[35:18];
+  assign \v_wr__data[0]  = res7[17:0];
   assign \r[3]  = r6[75:57];
   assign \r[2]  = r6[56:38];
   assign \r[1]  = r6[37:19];
@@ -2522,14 +2546,14 @@ module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__pa
   assign \counts[2]  = counts[2];
   assign push__payload = { entry7[11], pos1, pos2, pos0, entry7[3:0] };
   assign push__valid = push7;
-  assign \$signature__data$62  = res7;
+  assign v_wr__data = res7;
   assign r = r6;
   assign s6 = st6;
   assign s5 = st5;
   assign val = val5;
-  assign b_rd__addr = st2[26];
-  assign rd__addr = st0[15:11];
-  assign \$signal$48  = { st6[25], 7'h00, counts };
+  assign \port__addr$59  = st2[26];
+  assign port__addr = st0[15:11];
+  assign \$signal$51  = { st6[25], 7'h00, counts };
   assign c_raw = 4'h0;
   assign cres7 = 4'h0;
 endmodule
@@ -6432,18 +6456,18 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
   wire _258_;
   wire [32:0] _259_;
   wire [32:0] _260_;
-  wire [31:0] _261_;
+  wire [10:0] _261_;
   wire [10:0] _262_;
   wire [10:0] _263_;
   wire [10:0] _264_;
-  wire [10:0] _265_;
-  wire [43:0] _266_;
-  wire [63:0] _267_;
-  wire [51:0] _268_;
+  wire [43:0] _265_;
+  wire [63:0] _266_;
+  wire [51:0] _267_;
+  wire [63:0] _268_;
   wire _269_;
   wire [63:0] _270_;
-  wire [63:0] _271_;
-  wire [3:0] _272_;
+  wire [3:0] _271_;
+  wire _272_;
   wire _273_;
   wire _274_;
   wire _275_;
@@ -6455,17 +6479,17 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
   wire _281_;
   wire _282_;
   wire _283_;
-  wire _284_;
-  wire [9:0] _285_;
-  wire [7:0] _286_;
-  wire [67:0] _287_;
-  wire [63:0] _288_;
+  wire [9:0] _284_;
+  wire [7:0] _285_;
+  wire [67:0] _286_;
+  wire [63:0] _287_;
+  wire [12:0] _288_;
   wire _289_;
-  wire [12:0] _290_;
-  wire _291_;
-  wire [1:0] _292_;
+  wire _290_;
+  wire [1:0] _291_;
+  wire [2:0] _292_;
   wire [2:0] _293_;
-  wire [2:0] _294_;
+  wire _294_;
   wire _295_;
   wire _296_;
   wire _297_;
@@ -6520,7 +6544,7 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
   wire _346_;
   wire _347_;
   wire _348_;
-  wire _349_;
+  wire [2:0] _349_;
   wire [2:0] _350_;
   wire [2:0] _351_;
   wire [2:0] _352_;
@@ -6529,14 +6553,13 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
   wire [2:0] _355_;
   wire [2:0] _356_;
   wire [2:0] _357_;
-  wire [2:0] _358_;
+  wire [1:0] _358_;
   wire [1:0] _359_;
   wire [1:0] _360_;
-  wire [1:0] _361_;
+  wire [10:0] _361_;
   wire [10:0] _362_;
   wire [10:0] _363_;
   wire [10:0] _364_;
-  wire [10:0] _365_;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51" *)
   wire [51:0] \$like ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12" *)
@@ -6548,42 +6571,29 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12" *)
   wire [12:0] \$like[3] ;
   reg [63:0] \$signal  = 64'h0000000000000000;
-  reg [51:0] \$signal$21  = 52'h0000000000000;
-  wire [12:0] \$signal$21[0] ;
-  wire [12:0] \$signal$21[1] ;
-  wire [12:0] \$signal$21[2] ;
-  wire [12:0] \$signal$21[3] ;
+  reg [51:0] \$signal$25  = 52'h0000000000000;
+  wire [12:0] \$signal$25[0] ;
+  wire [12:0] \$signal$25[1] ;
+  wire [12:0] \$signal$25[2] ;
+  wire [12:0] \$signal$25[3] ;
   (* unused_bits = "6 9" *)
-  reg [9:0] \$signal$39  = 10'h000;
+  reg [9:0] \$signal$42  = 10'h000;
   (* unused_bits = "4 7" *)
-  reg [7:0] \$signal$40  = 8'h00;
-  wire [12:0] \$signal$48 ;
-  wire [3:0] \$signal$48.counts ;
-  wire \$signal$48.counts[0] ;
-  wire \$signal$48.counts[1] ;
-  wire \$signal$48.counts[2] ;
-  wire \$signal$48.counts[3] ;
-  wire \$signal$48.end ;
-  wire [1:0] \$signal$48.g ;
-  wire [2:0] \$signal$48.x ;
-  wire [2:0] \$signal$48.y ;
+  reg [7:0] \$signal$43  = 8'h00;
+  wire [12:0] \$signal$51 ;
+  wire [3:0] \$signal$51.counts ;
+  wire \$signal$51.counts[0] ;
+  wire \$signal$51.counts[1] ;
+  wire \$signal$51.counts[2] ;
+  wire \$signal$51.counts[3] ;
+  wire \$signal$51.end ;
+  wire [1:0] \$signal$51.g ;
+  wire [2:0] \$signal$51.x ;
+  wire [2:0] \$signal$51.y ;
   wire [15:0] \$signal[0] ;
   wire [15:0] \$signal[1] ;
   wire [15:0] \$signal[2] ;
   wire [15:0] \$signal[3] ;
-  wire [8:0] \$signature__addr ;
-  wire [8:0] \$signature__addr$61 ;
-  wire [63:0] \$signature__data ;
-  wire [63:0] \$signature__data$62 ;
-  wire [15:0] \$signature__data$62[0] ;
-  wire [15:0] \$signature__data$62[1] ;
-  wire [15:0] \$signature__data$62[2] ;
-  wire [15:0] \$signature__data$62[3] ;
-  wire [15:0] \$signature__data[0] ;
-  wire [15:0] \$signature__data[1] ;
-  wire [15:0] \$signature__data[2] ;
-  wire [15:0] \$signature__data[3] ;
-  wire \$signature__en ;
   reg [43:0] addend = 44'h00000000000;
   wire [10:0] \addend[0] ;
   wire [10:0] \addend[1] ;
@@ -6599,12 +6609,12 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
   wire [12:0] \b6[2] ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12" *)
   wire [12:0] \b6[3] ;
-  wire [1:0] b_rd__addr;
-  wire [51:0] b_rd__data;
-  wire [12:0] \b_rd__data[0] ;
-  wire [12:0] \b_rd__data[1] ;
-  wire [12:0] \b_rd__data[2] ;
-  wire [12:0] \b_rd__data[3] ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [51:0] b_rd = 52'h0000000000000;
+  wire [12:0] \b_rd[0] ;
+  wire [12:0] \b_rd[1] ;
+  wire [12:0] \b_rd[2] ;
+  wire [12:0] \b_rd[3] ;
   wire [3:0] c_raw;
   wire \c_raw[0] ;
   wire \c_raw[1] ;
@@ -6674,6 +6684,24 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
   wire [8:0] \ops__payload.waddr ;
   input ops__valid;
   wire ops__valid;
+  wire [8:0] port__addr;
+  wire [8:0] \port__addr$58 ;
+  wire [1:0] \port__addr$59 ;
+  wire [31:0] port__data;
+  wire [63:0] \port__data$21 ;
+  wire [15:0] \port__data$21[0] ;
+  wire [15:0] \port__data$21[1] ;
+  wire [15:0] \port__data$21[2] ;
+  wire [15:0] \port__data$21[3] ;
+  wire [51:0] \port__data$23 ;
+  wire [12:0] \port__data$23[0] ;
+  wire [12:0] \port__data$23[1] ;
+  wire [12:0] \port__data$23[2] ;
+  wire [12:0] \port__data$23[3] ;
+  wire [7:0] \port__data[0] ;
+  wire [7:0] \port__data[1] ;
+  wire [7:0] \port__data[2] ;
+  wire [7:0] \port__data[3] ;
   reg [1:0] pos0 = 2'h0;
   reg [2:0] pos1 = 3'h0;
   reg [2:0] pos2 = 3'h0;
@@ -6701,12 +6729,6 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
   wire [16:0] \r[1] ;
   wire [16:0] \r[2] ;
   wire [16:0] \r[3] ;
-  wire [8:0] rd__addr;
-  wire [31:0] rd__data;
-  wire [7:0] \rd__data[0] ;
-  wire [7:0] \rd__data[1] ;
-  wire [7:0] \rd__data[2] ;
-  wire [7:0] \rd__data[3] ;
   reg [63:0] res7 = 64'h0000000000000000;
   wire [15:0] \res7[0] ;
   wire [15:0] \res7[1] ;
@@ -6876,6 +6898,19 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
   wire \st7.valid ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \st7.waddr ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [63:0] v_rd = 64'h0000000000000000;
+  wire [15:0] \v_rd[0] ;
+  wire [15:0] \v_rd[1] ;
+  wire [15:0] \v_rd[2] ;
+  wire [15:0] \v_rd[3] ;
+  wire [8:0] v_wr__addr;
+  wire [63:0] v_wr__data;
+  wire [15:0] \v_wr__data[0] ;
+  wire [15:0] \v_wr__data[1] ;
+  wire [15:0] \v_wr__data[2] ;
+  wire [15:0] \v_wr__data[3] ;
+  wire v_wr__en;
   wire [67:0] val;
   reg [67:0] val5 = 68'h00000000000000000;
   wire [16:0] \val5[0] ;
@@ -6886,6 +6921,13 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
   wire [16:0] \val[1] ;
   wire [16:0] \val[2] ;
   wire [16:0] \val[3] ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [31:0] w0_0 = 32'd0;
+  wire [7:0] \w0_0[0] ;
+  wire [7:0] \w0_0[1] ;
+  wire [7:0] \w0_0[2] ;
+  wire [7:0] \w0_0[3] ;
+  (* hwsnn_no_init = 32'd1 *)
   reg [31:0] w1_0 = 32'd0;
   wire [7:0] \w1_0[0] ;
   wire [7:0] \w1_0[1] ;
@@ -6902,11 +6944,8 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
     bmem[2] = 52'hf391650e5fa9b;
     bmem[3] = 52'hfebbd47068a2e;
   end
-  reg [51:0] _778_;
-  always @(posedge clk) begin
-    _778_ <= bmem[st2[32:31]];
-  end
-  assign b_rd__data = _778_;
+  assign \port__data$23  = bmem[st2[32:31]];
+  (* no_rw_check = 32'd1 *)
   reg [63:0] vmem [511:0];
   initial begin
     vmem[0] = 64'h0000000000000000;
@@ -7423,14 +7462,10 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
     vmem[511] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en )
-      vmem[\$signature__addr$61 ] <= res7;
+    if (v_wr__en)
+      vmem[v_wr__addr] <= res7;
   end
-  reg [63:0] _779_;
-  always @(posedge clk) begin
-    _779_ <= vmem[\$signature__addr ];
-  end
-  assign \$signature__data  = _779_;
+  assign \port__data$21  = vmem[\port__addr$58 ];
   reg [31:0] wrom0 [287:0];
   initial begin
     wrom0[0] = 32'd802951396;
@@ -7722,11 +7757,7 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
     wrom0[286] = 32'd4225959125;
     wrom0[287] = 32'd1375588650;
   end
-  reg [31:0] _780_;
-  always @(posedge clk) begin
-    _780_ <= wrom0[st0[20:12]];
-  end
-  assign rd__data = _780_;
+  assign port__data = wrom0[st0[20:12]];
   assign _000_ = $signed(w1_0[7:0]) << st2[24:23];
   assign _096_ = $signed(w1_0[15:8]) << st2[24:23];
   assign _184_ = $signed(w1_0[23:16]) << st2[24:23];
@@ -7762,62 +7793,62 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
   assign _269_ = ~ _258_;
   assign _280_ = st4[0] & _269_;
   assign _289_ = _237_ & _280_;
-  assign _295_ = st2[11:4] == st4[11:4];
-  assign _296_ = st2[3] == st4[3];
-  assign _297_ = _295_ & _296_;
-  assign _298_ = ! st4[1];
-  assign _299_ = _297_ & _298_;
-  assign _300_ = ! st4[1];
-  assign _301_ = _300_ & st4[2];
-  assign _302_ = st4[1] & st4[27];
-  assign _303_ = _301_ | _302_;
-  assign _304_ = st4[0] & _303_;
-  assign _305_ = _299_ & _304_;
-  assign _306_ = st2[11:4] == st5[11:4];
-  assign _307_ = st2[3] == st5[3];
-  assign _308_ = _306_ & _307_;
-  assign _309_ = ! st5[1];
-  assign _310_ = _309_ & st5[2];
-  assign _311_ = ~ _310_;
-  assign _312_ = st5[0] & _311_;
-  assign _313_ = _308_ & _312_;
-  assign _314_ = st2[11:4] == st5[11:4];
-  assign _315_ = st2[3] == st5[3];
-  assign _316_ = _314_ & _315_;
-  assign _317_ = ! st5[1];
-  assign _318_ = _317_ & st5[2];
-  assign _319_ = st5[1] & st5[27];
-  assign _320_ = _318_ | _319_;
-  assign _321_ = st5[0] & _320_;
-  assign _322_ = _316_ & _321_;
-  assign _323_ = st2[11:4] == st6[11:4];
-  assign _324_ = st2[3] == st6[3];
-  assign _325_ = _323_ & _324_;
-  assign _326_ = ! st6[1];
-  assign _327_ = _326_ & st6[2];
-  assign _328_ = ~ _327_;
-  assign _329_ = st6[0] & _328_;
-  assign _330_ = _325_ & _329_;
-  assign _331_ = st2[11:4] == st6[11:4];
-  assign _332_ = st2[3] == st6[3];
-  assign _333_ = _331_ & _332_;
-  assign _334_ = ! st6[1];
-  assign _335_ = _334_ & st6[2];
-  assign _336_ = st6[1] & st6[27];
-  assign _337_ = _335_ | _336_;
-  assign _338_ = st6[0] & _337_;
-  assign _339_ = _333_ & _338_;
-  assign _340_ = st2[11:4] == st7[11:4];
-  assign _341_ = st2[3] == st7[3];
-  assign _342_ = _340_ & _341_;
-  assign _343_ = ! st7[1];
-  assign _344_ = _343_ & st7[2];
-  assign _345_ = ~ _344_;
-  assign _346_ = st7[0] & _345_;
-  assign _347_ = _342_ & _346_;
-  assign _348_ = st2[11:4] == st7[11:4];
-  assign _349_ = st2[3] == st7[3];
-  assign _002_ = _348_ & _349_;
+  assign _294_ = st2[11:4] == st4[11:4];
+  assign _295_ = st2[3] == st4[3];
+  assign _296_ = _294_ & _295_;
+  assign _297_ = ! st4[1];
+  assign _298_ = _296_ & _297_;
+  assign _299_ = ! st4[1];
+  assign _300_ = _299_ & st4[2];
+  assign _301_ = st4[1] & st4[27];
+  assign _302_ = _300_ | _301_;
+  assign _303_ = st4[0] & _302_;
+  assign _304_ = _298_ & _303_;
+  assign _305_ = st2[11:4] == st5[11:4];
+  assign _306_ = st2[3] == st5[3];
+  assign _307_ = _305_ & _306_;
+  assign _308_ = ! st5[1];
+  assign _309_ = _308_ & st5[2];
+  assign _310_ = ~ _309_;
+  assign _311_ = st5[0] & _310_;
+  assign _312_ = _307_ & _311_;
+  assign _313_ = st2[11:4] == st5[11:4];
+  assign _314_ = st2[3] == st5[3];
+  assign _315_ = _313_ & _314_;
+  assign _316_ = ! st5[1];
+  assign _317_ = _316_ & st5[2];
+  assign _318_ = st5[1] & st5[27];
+  assign _319_ = _317_ | _318_;
+  assign _320_ = st5[0] & _319_;
+  assign _321_ = _315_ & _320_;
+  assign _322_ = st2[11:4] == st6[11:4];
+  assign _323_ = st2[3] == st6[3];
+  assign _324_ = _322_ & _323_;
+  assign _325_ = ! st6[1];
+  assign _326_ = _325_ & st6[2];
+  assign _327_ = ~ _326_;
+  assign _328_ = st6[0] & _327_;
+  assign _329_ = _324_ & _328_;
+  assign _330_ = st2[11:4] == st6[11:4];
+  assign _331_ = st2[3] == st6[3];
+  assign _332_ = _330_ & _331_;
+  assign _333_ = ! st6[1];
+  assign _334_ = _333_ & st6[2];
+  assign _335_ = st6[1] & st6[27];
+  assign _336_ = _334_ | _335_;
+  assign _337_ = st6[0] & _336_;
+  assign _338_ = _332_ & _337_;
+  assign _339_ = st2[11:4] == st7[11:4];
+  assign _340_ = st2[3] == st7[3];
+  assign _341_ = _339_ & _340_;
+  assign _342_ = ! st7[1];
+  assign _343_ = _342_ & st7[2];
+  assign _344_ = ~ _343_;
+  assign _345_ = st7[0] & _344_;
+  assign _346_ = _341_ & _345_;
+  assign _347_ = st2[11:4] == st7[11:4];
+  assign _348_ = st2[3] == st7[3];
+  assign _002_ = _347_ & _348_;
   assign _003_ = ! st7[1];
   assign _004_ = _003_ & st7[2];
   assign _005_ = st7[1] & st7[27];
@@ -7909,112 +7940,112 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
   assign _102_ = ! st3[1];
   assign _103_ = ! st3[29:28];
   assign _104_ = st3[1] & _103_;
-  assign _105_ = \$signal$39 [0] ? val5[16:0] : 17'h00000;
-  assign _107_ = \$signal$39 [1] ? r6[16:0] : 17'h00000;
+  assign _105_ = \$signal$42 [0] ? val5[16:0] : 17'h00000;
+  assign _107_ = \$signal$42 [1] ? r6[16:0] : 17'h00000;
   assign _108_ = _105_ | _107_;
-  assign _109_ = \$signal$39 [2] ? res7[15:0] : 16'h0000;
+  assign _109_ = \$signal$42 [2] ? res7[15:0] : 16'h0000;
   assign _110_ = _108_ | { _109_[15], _109_ };
-  assign _111_ = \$signal$39 [3] ? res8[15:0] : 16'h0000;
+  assign _111_ = \$signal$42 [3] ? res8[15:0] : 16'h0000;
   assign _112_ = _110_ | { _111_[15], _111_ };
-  assign _113_ = \$signal$39 [4] ? res9[15:0] : 16'h0000;
+  assign _113_ = \$signal$42 [4] ? res9[15:0] : 16'h0000;
   assign _114_ = _112_ | { _113_[15], _113_ };
-  assign _115_ = \$signal$39 [5] ? \$signal [15:0] : 16'h0000;
+  assign _115_ = \$signal$42 [5] ? \$signal [15:0] : 16'h0000;
   assign _116_ = _114_ | { _115_[15], _115_ };
-  assign _118_ = \$signal$39 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _118_ = \$signal$42 [7] ? { cres8[0], cres8[0] } : 2'h0;
   assign _119_ = _116_ | { _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_ };
-  assign _120_ = \$signal$39 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _120_ = \$signal$42 [8] ? { cres9[0], cres9[0] } : 2'h0;
   assign _121_ = _119_ | { _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_ };
-  assign _122_ = \$signal$40 [0] ? addend[10:0] : 11'h000;
-  assign _123_ = \$signal$40 [1] ? \$signal$21 [12:0] : 13'h0000;
+  assign _122_ = \$signal$43 [0] ? addend[10:0] : 11'h000;
+  assign _123_ = \$signal$43 [1] ? \$signal$25 [12:0] : 13'h0000;
   assign _125_ = { _122_[10], _122_[10], _122_ } | _123_;
-  assign _126_ = \$signal$40 [2] ? val5[16:0] : 17'h00000;
+  assign _126_ = \$signal$43 [2] ? val5[16:0] : 17'h00000;
   assign _127_ = { _125_[12], _125_[12], _125_[12], _125_[12], _125_ } | _126_;
-  assign _128_ = \$signal$40 [3] ? r6[16:0] : 17'h00000;
+  assign _128_ = \$signal$43 [3] ? r6[16:0] : 17'h00000;
   assign _129_ = _127_ | _128_;
-  assign _130_ = \$signal$40 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _130_ = \$signal$43 [5] ? { cres8[0], cres8[0] } : 2'h0;
   assign _131_ = _129_ | { _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_ };
-  assign _132_ = \$signal$40 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _132_ = \$signal$43 [6] ? { cres9[0], cres9[0] } : 2'h0;
   assign _134_ = _131_ | { _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_ };
   assign _135_ = $signed(_121_) + $signed(_134_);
-  assign _136_ = \$signal$39 [0] ? val5[33:17] : 17'h00000;
-  assign _137_ = \$signal$39 [1] ? r6[33:17] : 17'h00000;
+  assign _136_ = \$signal$42 [0] ? val5[33:17] : 17'h00000;
+  assign _137_ = \$signal$42 [1] ? r6[33:17] : 17'h00000;
   assign _138_ = _136_ | _137_;
-  assign _139_ = \$signal$39 [2] ? res7[31:16] : 16'h0000;
+  assign _139_ = \$signal$42 [2] ? res7[31:16] : 16'h0000;
   assign _140_ = _138_ | { _139_[15], _139_ };
-  assign _141_ = \$signal$39 [3] ? res8[31:16] : 16'h0000;
+  assign _141_ = \$signal$42 [3] ? res8[31:16] : 16'h0000;
   assign _143_ = _140_ | { _141_[15], _141_ };
-  assign _144_ = \$signal$39 [4] ? res9[31:16] : 16'h0000;
+  assign _144_ = \$signal$42 [4] ? res9[31:16] : 16'h0000;
   assign _145_ = _143_ | { _144_[15], _144_ };
-  assign _146_ = \$signal$39 [5] ? \$signal [31:16] : 16'h0000;
+  assign _146_ = \$signal$42 [5] ? \$signal [31:16] : 16'h0000;
   assign _147_ = _145_ | { _146_[15], _146_ };
-  assign _148_ = \$signal$39 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _148_ = \$signal$42 [7] ? { cres8[1], cres8[1] } : 2'h0;
   assign _149_ = _147_ | { _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_ };
-  assign _150_ = \$signal$39 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _150_ = \$signal$42 [8] ? { cres9[1], cres9[1] } : 2'h0;
   assign _152_ = _149_ | { _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_ };
-  assign _153_ = \$signal$40 [0] ? addend[21:11] : 11'h000;
-  assign _154_ = \$signal$40 [1] ? \$signal$21 [25:13] : 13'h0000;
+  assign _153_ = \$signal$43 [0] ? addend[21:11] : 11'h000;
+  assign _154_ = \$signal$43 [1] ? \$signal$25 [25:13] : 13'h0000;
   assign _155_ = { _153_[10], _153_[10], _153_ } | _154_;
-  assign _156_ = \$signal$40 [2] ? val5[33:17] : 17'h00000;
+  assign _156_ = \$signal$43 [2] ? val5[33:17] : 17'h00000;
   assign _157_ = { _155_[12], _155_[12], _155_[12], _155_[12], _155_ } | _156_;
-  assign _158_ = \$signal$40 [3] ? r6[33:17] : 17'h00000;
+  assign _158_ = \$signal$43 [3] ? r6[33:17] : 17'h00000;
   assign _159_ = _157_ | _158_;
-  assign _160_ = \$signal$40 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _160_ = \$signal$43 [5] ? { cres8[1], cres8[1] } : 2'h0;
   assign _161_ = _159_ | { _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_ };
-  assign _162_ = \$signal$40 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _162_ = \$signal$43 [6] ? { cres9[1], cres9[1] } : 2'h0;
   assign _163_ = _161_ | { _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_ };
   assign _164_ = $signed(_152_) + $signed(_163_);
-  assign _165_ = \$signal$39 [0] ? val5[50:34] : 17'h00000;
-  assign _167_ = \$signal$39 [1] ? r6[50:34] : 17'h00000;
+  assign _165_ = \$signal$42 [0] ? val5[50:34] : 17'h00000;
+  assign _167_ = \$signal$42 [1] ? r6[50:34] : 17'h00000;
   assign _168_ = _165_ | _167_;
-  assign _169_ = \$signal$39 [2] ? res7[47:32] : 16'h0000;
+  assign _169_ = \$signal$42 [2] ? res7[47:32] : 16'h0000;
   assign _170_ = _168_ | { _169_[15], _169_ };
-  assign _171_ = \$signal$39 [3] ? res8[47:32] : 16'h0000;
+  assign _171_ = \$signal$42 [3] ? res8[47:32] : 16'h0000;
   assign _172_ = _170_ | { _171_[15], _171_ };
-  assign _173_ = \$signal$39 [4] ? res9[47:32] : 16'h0000;
+  assign _173_ = \$signal$42 [4] ? res9[47:32] : 16'h0000;
   assign _174_ = _172_ | { _173_[15], _173_ };
-  assign _175_ = \$signal$39 [5] ? \$signal [47:32] : 16'h0000;
+  assign _175_ = \$signal$42 [5] ? \$signal [47:32] : 16'h0000;
   assign _176_ = _174_ | { _175_[15], _175_ };
-  assign _178_ = \$signal$39 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _178_ = \$signal$42 [7] ? { cres8[2], cres8[2] } : 2'h0;
   assign _179_ = _176_ | { _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_ };
-  assign _180_ = \$signal$39 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _180_ = \$signal$42 [8] ? { cres9[2], cres9[2] } : 2'h0;
   assign _181_ = _179_ | { _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_ };
-  assign _182_ = \$signal$40 [0] ? addend[32:22] : 11'h000;
-  assign _183_ = \$signal$40 [1] ? \$signal$21 [38:26] : 13'h0000;
+  assign _182_ = \$signal$43 [0] ? addend[32:22] : 11'h000;
+  assign _183_ = \$signal$43 [1] ? \$signal$25 [38:26] : 13'h0000;
   assign _186_ = { _182_[10], _182_[10], _182_ } | _183_;
-  assign _187_ = \$signal$40 [2] ? val5[50:34] : 17'h00000;
+  assign _187_ = \$signal$43 [2] ? val5[50:34] : 17'h00000;
   assign _188_ = { _186_[12], _186_[12], _186_[12], _186_[12], _186_ } | _187_;
-  assign _189_ = \$signal$40 [3] ? r6[50:34] : 17'h00000;
+  assign _189_ = \$signal$43 [3] ? r6[50:34] : 17'h00000;
   assign _190_ = _188_ | _189_;
-  assign _191_ = \$signal$40 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _191_ = \$signal$43 [5] ? { cres8[2], cres8[2] } : 2'h0;
   assign _192_ = _190_ | { _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_ };
-  assign _193_ = \$signal$40 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _193_ = \$signal$43 [6] ? { cres9[2], cres9[2] } : 2'h0;
   assign _195_ = _192_ | { _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_ };
   assign _196_ = $signed(_181_) + $signed(_195_);
-  assign _197_ = \$signal$39 [0] ? val5[67:51] : 17'h00000;
-  assign _198_ = \$signal$39 [1] ? r6[67:51] : 17'h00000;
+  assign _197_ = \$signal$42 [0] ? val5[67:51] : 17'h00000;
+  assign _198_ = \$signal$42 [1] ? r6[67:51] : 17'h00000;
   assign _199_ = _197_ | _198_;
-  assign _200_ = \$signal$39 [2] ? res7[63:48] : 16'h0000;
+  assign _200_ = \$signal$42 [2] ? res7[63:48] : 16'h0000;
   assign _201_ = _199_ | { _200_[15], _200_ };
-  assign _202_ = \$signal$39 [3] ? res8[63:48] : 16'h0000;
+  assign _202_ = \$signal$42 [3] ? res8[63:48] : 16'h0000;
   assign _204_ = _201_ | { _202_[15], _202_ };
-  assign _205_ = \$signal$39 [4] ? res9[63:48] : 16'h0000;
+  assign _205_ = \$signal$42 [4] ? res9[63:48] : 16'h0000;
   assign _206_ = _204_ | { _205_[15], _205_ };
-  assign _207_ = \$signal$39 [5] ? \$signal [63:48] : 16'h0000;
+  assign _207_ = \$signal$42 [5] ? \$signal [63:48] : 16'h0000;
   assign _208_ = _206_ | { _207_[15], _207_ };
-  assign _209_ = \$signal$39 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _209_ = \$signal$42 [7] ? { cres8[3], cres8[3] } : 2'h0;
   assign _210_ = _208_ | { _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_ };
-  assign _211_ = \$signal$39 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _211_ = \$signal$42 [8] ? { cres9[3], cres9[3] } : 2'h0;
   assign _213_ = _210_ | { _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_ };
-  assign _214_ = \$signal$40 [0] ? addend[43:33] : 11'h000;
-  assign _215_ = \$signal$40 [1] ? \$signal$21 [51:39] : 13'h0000;
+  assign _214_ = \$signal$43 [0] ? addend[43:33] : 11'h000;
+  assign _215_ = \$signal$43 [1] ? \$signal$25 [51:39] : 13'h0000;
   assign _216_ = { _214_[10], _214_[10], _214_ } | _215_;
-  assign _217_ = \$signal$40 [2] ? val5[67:51] : 17'h00000;
+  assign _217_ = \$signal$43 [2] ? val5[67:51] : 17'h00000;
   assign _218_ = { _216_[12], _216_[12], _216_[12], _216_[12], _216_ } | _217_;
-  assign _219_ = \$signal$40 [3] ? r6[67:51] : 17'h00000;
+  assign _219_ = \$signal$43 [3] ? r6[67:51] : 17'h00000;
   assign _220_ = _218_ | _219_;
-  assign _222_ = \$signal$40 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _222_ = \$signal$43 [5] ? { cres8[3], cres8[3] } : 2'h0;
   assign _223_ = _220_ | { _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_ };
-  assign _224_ = \$signal$40 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _224_ = \$signal$43 [6] ? { cres9[3], cres9[3] } : 2'h0;
   assign _225_ = _223_ | { _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_ };
   assign _226_ = $signed(_213_) + $signed(_225_);
   assign _228_ = st6[0] & st6[1];
@@ -8029,14 +8060,14 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
   assign _238_ = pos1 + 1'h1;
   assign _239_ = pos0 + 1'h1;
   assign _240_ = st2[3] * 9'h100;
-  assign { _241_[10:9], \$signature__addr  } = st2[11:4] + _240_;
+  assign { _241_[10:9], \port__addr$58  } = st2[11:4] + _240_;
   assign _242_ = st7[3] * 9'h100;
-  assign { _243_[10:9], \$signature__addr$61  } = st7[11:4] + _242_;
+  assign { _243_[10:9], v_wr__addr } = st7[11:4] + _242_;
   assign _244_ = ! st7[1];
   assign _245_ = _244_ & st7[2];
   assign _246_ = ~ _245_;
   assign _247_ = st7[0] & _246_;
-  assign { _249_[3:1], \$signature__en  } = _247_ ? 4'hf : 4'h0;
+  assign { _249_[3:1], v_wr__en } = _247_ ? 4'hf : 4'h0;
   assign _250_ = st7[0] & st7[1];
   assign _251_ = ~ push7;
   assign dropped = _250_ & _251_;
@@ -8057,119 +8088,124 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
   always @(posedge clk)
     st7 <= _260_;
   always @(posedge clk)
-    w1_0 <= _261_;
+    w0_0 <= port__data;
   always @(posedge clk)
-    w2_0_0 <= _262_;
+    w1_0 <= w0_0;
   always @(posedge clk)
-    w2_0_1 <= _263_;
+    w2_0_0 <= _261_;
   always @(posedge clk)
-    w2_0_2 <= _264_;
+    w2_0_1 <= _262_;
   always @(posedge clk)
-    w2_0_3 <= _265_;
+    w2_0_2 <= _263_;
   always @(posedge clk)
-    addend <= _266_;
+    w2_0_3 <= _264_;
   always @(posedge clk)
-    \$signal  <= _267_;
+    addend <= _265_;
   always @(posedge clk)
-    \$signal$21  <= _268_;
+    v_rd <= \port__data$21 ;
   always @(posedge clk)
-    res8 <= _270_;
+    b_rd <= \port__data$23 ;
   always @(posedge clk)
-    res9 <= _271_;
+    \$signal  <= _266_;
+  always @(posedge clk)
+    \$signal$25  <= _267_;
+  always @(posedge clk)
+    res8 <= _268_;
+  always @(posedge clk)
+    res9 <= _270_;
   always @(posedge clk)
     cres8 <= 4'h0;
   always @(posedge clk)
-    cres9 <= _272_;
+    cres9 <= _271_;
   always @(posedge clk)
-    hit_v1 <= _273_;
+    hit_v1 <= _272_;
   always @(posedge clk)
-    hit_c1 <= _274_;
+    hit_c1 <= _273_;
   always @(posedge clk)
-    hit_v2 <= _275_;
+    hit_v2 <= _274_;
   always @(posedge clk)
-    hit_c2 <= _276_;
+    hit_c2 <= _275_;
   always @(posedge clk)
-    hit_v3 <= _277_;
+    hit_v3 <= _276_;
   always @(posedge clk)
-    hit_c3 <= _278_;
+    hit_c3 <= _277_;
   always @(posedge clk)
-    hit_v4 <= _281_;
+    hit_v4 <= _278_;
   always @(posedge clk)
-    hit_c4 <= _282_;
+    hit_c4 <= _281_;
   always @(posedge clk)
-    hit_v5 <= _283_;
+    hit_v5 <= _282_;
   always @(posedge clk)
-    hit_c5 <= _284_;
+    hit_c5 <= _283_;
   always @(posedge clk)
-    \$signal$39  <= _285_;
+    \$signal$42  <= _284_;
   always @(posedge clk)
-    \$signal$40  <= _286_;
+    \$signal$43  <= _285_;
   always @(posedge clk)
-    val5 <= _287_;
+    val5 <= _286_;
   always @(posedge clk)
-    res7 <= _288_;
+    res7 <= _287_;
   always @(posedge clk)
-    entry7 <= _290_;
+    entry7 <= _288_;
   always @(posedge clk)
-    push7 <= _291_;
+    push7 <= _290_;
   always @(posedge clk)
-    pos0 <= _292_;
+    pos0 <= _291_;
   always @(posedge clk)
-    pos1 <= _293_;
+    pos1 <= _292_;
   always @(posedge clk)
-    pos2 <= _294_;
-  assign _350_ = _235_ ? (* full_case = 32'd1 *) 3'h0 : _236_[2:0];
-  assign _351_ = _234_ ? _350_ : pos2;
-  assign _352_ = _233_ ? _351_ : pos2;
-  assign _353_ = st7[30] ? (* full_case = 32'd1 *) 3'h0 : _352_;
-  assign _354_ = _232_ ? _353_ : pos2;
-  assign _294_ = rst ? 3'h0 : _354_;
-  assign _355_ = _234_ ? (* full_case = 32'd1 *) 3'h0 : _238_[2:0];
-  assign _356_ = _233_ ? _355_ : pos1;
-  assign _357_ = st7[30] ? (* full_case = 32'd1 *) 3'h0 : _356_;
-  assign _358_ = _232_ ? _357_ : pos1;
-  assign _293_ = rst ? 3'h0 : _358_;
-  assign _359_ = _233_ ? (* full_case = 32'd1 *) 2'h0 : _239_[1:0];
-  assign _360_ = st7[30] ? (* full_case = 32'd1 *) 2'h0 : _359_;
-  assign _361_ = _232_ ? _360_ : pos0;
-  assign _292_ = rst ? 2'h0 : _361_;
-  assign _291_ = rst ? 1'h0 : _231_;
-  assign _290_ = rst ? 13'h0000 : { st6[30], 8'h00, counts };
-  assign _288_ = rst ? 64'h0000000000000000 : result;
-  assign _287_[67:51] = rst ? 17'h00000 : _226_[16:0];
-  assign _287_[33:17] = rst ? 17'h00000 : _164_[16:0];
-  assign _287_[16:0] = rst ? 17'h00000 : _135_[16:0];
-  assign _287_[50:34] = rst ? 17'h00000 : _196_[16:0];
-  assign _286_ = rst ? 8'h00 : { 6'h00, _104_, _102_ };
-  assign _285_ = rst ? 10'h000 : { _101_, _091_, _082_, _074_, _068_, _058_, _048_, _039_, _031_, _017_ };
-  assign _284_ = rst ? 1'h0 : _008_;
-  assign _283_ = rst ? 1'h0 : _347_;
-  assign _282_ = rst ? 1'h0 : _339_;
-  assign _281_ = rst ? 1'h0 : _330_;
-  assign _278_ = rst ? 1'h0 : _322_;
-  assign _277_ = rst ? 1'h0 : _313_;
-  assign _276_ = rst ? 1'h0 : _305_;
-  assign _275_ = rst ? 1'h0 : _289_;
-  assign _274_ = rst ? 1'h0 : _194_;
-  assign _273_ = rst ? 1'h0 : _086_;
-  assign _272_ = rst ? 4'h0 : cres8;
-  assign _271_ = rst ? 64'h0000000000000000 : res8;
-  assign _270_ = rst ? 64'h0000000000000000 : res7;
-  assign _268_ = rst ? 52'h0000000000000 : b_rd__data;
-  assign _267_ = rst ? 64'h0000000000000000 : \$signature__data ;
-  assign _362_ = st3[21] ? addend[43:33] : w2_0_3;
-  assign _266_[43:33] = rst ? 11'h000 : _362_;
-  assign _363_ = st3[21] ? addend[21:11] : w2_0_1;
-  assign _266_[21:11] = rst ? 11'h000 : _363_;
-  assign _364_ = st3[21] ? addend[10:0] : w2_0_0;
-  assign _266_[10:0] = rst ? 11'h000 : _364_;
-  assign _365_ = st3[21] ? addend[32:22] : w2_0_2;
-  assign _266_[32:22] = rst ? 11'h000 : _365_;
-  assign _265_ = rst ? 11'h000 : _279_;
-  assign _264_ = rst ? 11'h000 : _184_;
-  assign _263_ = rst ? 11'h000 : _096_;
-  assign _262_ = rst ? 11'h000 : _000_;
-  assign _261_ = rst ? 32'd0 : rd__data;
+    pos2 <= _293_;
+  assign _349_ = _235_ ? (* full_case = 32'd1 *) 3'h0 : _236_[2:0];
+  assign _350_ = _234_ ? _349_ : pos2;
+  assign _351_ = _233_ ? _350_ : pos2;
+  assign _352_ = st7[30] ? (* full_case = 32'd1 *) 3'h0 : _351_;
+  assign _353_ = _232_ ? _352_ : pos2;
+  assign _293_ = rst ? 3'h0 : _353_;
+  assign _354_ = _234_ ? (* full_case = 32'd1 *) 3'h0 : _238_[2:0];
+  assign _355_ = _233_ ? _354_ : pos1;
+  assign _356_ = st7[30] ? (* full_case = 32'd1 *) 3'h0 : _355_;
+  assign _357_ = _232_ ? _356_ : pos1;
+  assign _292_ = rst ? 3'h0 : _357_;
+  assign _358_ = _233_ ? (* full_case = 32'd1 *) 2'h0 : _239_[1:0];
+  assign _359_ = st7[30] ? (* full_case = 32'd1 *) 2'h0 : _358_;
+  assign _360_ = _232_ ? _359_ : pos0;
+  assign _291_ = rst ? 2'h0 : _360_;
+  assign _290_ = rst ? 1'h0 : _231_;
+  assign _288_ = rst ? 13'h0000 : { st6[30], 8'h00, counts };
+  assign _287_ = rst ? 64'h0000000000000000 : result;
+  assign _286_[67:51] = rst ? 17'h00000 : _226_[16:0];
+  assign _286_[33:17] = rst ? 17'h00000 : _164_[16:0];
+  assign _286_[16:0] = rst ? 17'h00000 : _135_[16:0];
+  assign _286_[50:34] = rst ? 17'h00000 : _196_[16:0];
+  assign _285_ = rst ? 8'h00 : { 6'h00, _104_, _102_ };
+  assign _284_ = rst ? 10'h000 : { _101_, _091_, _082_, _074_, _068_, _058_, _048_, _039_, _031_, _017_ };
+  assign _283_ = rst ? 1'h0 : _008_;
+  assign _282_ = rst ? 1'h0 : _346_;
+  assign _281_ = rst ? 1'h0 : _338_;
+  assign _278_ = rst ? 1'h0 : _329_;
+  assign _277_ = rst ? 1'h0 : _321_;
+  assign _276_ = rst ? 1'h0 : _312_;
+  assign _275_ = rst ? 1'h0 : _304_;
+  assign _274_ = rst ? 1'h0 : _289_;
+  assign _273_ = rst ? 1'h0 : _194_;
+  assign _272_ = rst ? 1'h0 : _086_;
+  assign _271_ = rst ? 4'h0 : cres8;
+  assign _270_ = rst ? 64'h0000000000000000 : res8;
+  assign _268_ = rst ? 64'h0000000000000000 : res7;
+  assign _267_ = rst ? 52'h0000000000000 : b_rd;
+  assign _266_ = rst ? 64'h0000000000000000 : v_rd;
+  assign _361_ = st3[21] ? addend[43:33] : w2_0_3;
+  assign _265_[43:33] = rst ? 11'h000 : _361_;
+  assign _362_ = st3[21] ? addend[21:11] : w2_0_1;
+  assign _265_[21:11] = rst ? 11'h000 : _362_;
+  assign _363_ = st3[21] ? addend[10:0] : w2_0_0;
+  assign _265_[10:0] = rst ? 11'h000 : _363_;
+  assign _364_ = st3[21] ? addend[32:22] : w2_0_2;
+  assign _265_[32:22] = rst ? 11'h000 : _364_;
+  assign _264_ = rst ? 11'h000 : _279_;
+  assign _263_ = rst ? 11'h000 : _184_;
+  assign _262_ = rst ? 11'h000 : _096_;
+  assign _261_ = rst ? 11'h000 : _000_;
   assign _260_ = rst ? 33'h000000000 : st6;
   assign _259_ = rst ? 33'h000000000 : st5;
   assign _257_ = rst ? 33'h000000000 : st4;
@@ -8191,15 +8227,15 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
   assign \counts[2]  = counts[2];
   assign \counts[1]  = counts[1];
   assign \counts[0]  = counts[0];
-  assign \$signal$48.end  = st6[30];
-  assign \$signal$48.x  = 3'h0;
-  assign \$signal$48.y  = 3'h0;
-  assign \$signal$48.g  = 2'h0;
-  assign \$signal$48.counts[3]  = counts[3];
-  assign \$signal$48.counts[2]  = counts[2];
-  assign \$signal$48.counts[1]  = counts[1];
-  assign \$signal$48.counts[0]  = counts[0];
-  assign \$signal$48.counts  = counts;
+  assign \$signal$51.end  = st6[30];
+  assign \$signal$51.x  = 3'h0;
+  assign \$signal$51.y  = 3'h0;
+  assign \$signal$51.g  = 2'h0;
+  assign \$signal$51.counts[3]  = counts[3];
+  assign \$signal$51.counts[2]  = counts[2];
+  assign \$signal$51.counts[1]  = counts[1];
+  assign \$signal$51.counts[0]  = counts[0];
+  assign \$signal$51.counts  = counts;
   assign \entry7.end  = entry7[12];
   assign \entry7.x  = entry7[11:9];
   assign \entry7.y  = entry7[8:6];
@@ -8257,34 +8293,46 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
   assign \res8[2]  = res8[47:32];
   assign \res8[1]  = res8[31:16];
   assign \res8[0]  = res8[15:0];
-  assign \b_rd__data[3]  = b_rd__data[51:39];
-  assign \b_rd__data[2]  = b_rd__data[38:26];
-  assign \b_rd__data[1]  = b_rd__data[25:13];
-  assign \b_rd__data[0]  = b_rd__data[12:0];
-  assign \$signal$21[3]  = \$signal$21 [51:39];
-  assign \$signal$21[2]  = \$signal$21 [38:26];
-  assign \$signal$21[1]  = \$signal$21 [25:13];
-  assign \$signal$21[0]  = \$signal$21 [12:0];
-  assign \$signature__data[3]  = \$signature__data [63:48];
-  assign \$signature__data[2]  = \$signature__data [47:32];
-  assign \$signature__data[1]  = \$signature__data [31:16];
-  assign \$signature__data[0]  = \$signature__data [15:0];
+  assign \$signal$25[3]  = \$signal$25 [51:39];
+  assign \$signal$25[2]  = \$signal$25 [38:26];
+  assign \$signal$25[1]  = \$signal$25 [25:13];
+  assign \$signal$25[0]  = \$signal$25 [12:0];
   assign \$signal[3]  = \$signal [63:48];
   assign \$signal[2]  = \$signal [47:32];
   assign \$signal[1]  = \$signal [31:16];
   assign \$signal[0]  = \$signal [15:0];
+  assign \port__data$23[3]  = \port__data$23 [51:39];
+  assign \port__data$23[2]  = \port__data$23 [38:26];
+  assign \port__data$23[1]  = \port__data$23 [25:13];
+  assign \port__data$23[0]  = \port__data$23 [12:0];
+  assign \b_rd[3]  = b_rd[51:39];
+  assign \b_rd[2]  = b_rd[38:26];
+  assign \b_rd[1]  = b_rd[25:13];
+  assign \b_rd[0]  = b_rd[12:0];
+  assign \port__data$21[3]  = \port__data$21 [63:48];
+  assign \port__data$21[2]  = \port__data$21 [47:32];
+  assign \port__data$21[1]  = \port__data$21 [31:16];
+  assign \port__data$21[0]  = \port__data$21 [15:0];
+  assign \v_rd[3]  = v_rd[63:48];
+  assign \v_rd[2]  = v_rd[47:32];
+  assign \v_rd[1]  = v_rd[31:16];
+  assign \v_rd[0]  = v_rd[15:0];
   assign \addend[3]  = addend[43:33];
   assign \addend[2]  = addend[32:22];
   assign \addend[1]  = addend[21:11];
   assign \addend[0]  = addend[10:0];
-  assign \rd__data[3]  = rd__data[31:24];
-  assign \rd__data[2]  = rd__data[23:16];
-  assign \rd__data[1]  = rd__data[15:8];
-  assign \rd__data[0]  = rd__data[7:0];
   assign \w1_0[3]  = w1_0[31:24];
   assign \w1_0[2]  = w1_0[23:16];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[0]  = w1_0[7:0];
+  assign \port__data[3]  = port__data[31:24];
+  assign \port__data[2]  = port__data[23:16];
+  assign \port__data[1]  = port__data[15:8];
+  assign \port__data[0]  = port__data[7:0];
+  assign \w0_0[3]  = w0_0[31:24];
+  assign \w0_0[2]  = w0_0[23:16];
+  assign \w0_0[1]  = w0_0[15:8];
+  assign \w0_0[0]  = w0_0[7:0];
   assign \st7.bias_g  = st7[32:31];
   assign \st7.end  = st7[30];
   assign \st7.fire_k  = st7[29:28];
@@ -8401,9 +8449,9 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
   assign \st0.cur  = st0[2];
   assign \st0.kind  = st0[1];
   assign \st0.valid  = st0[0];
-  assign _249_[0] = \$signature__en ;
-  assign _243_[8:0] = \$signature__addr$61 ;
-  assign _241_[8:0] = \$signature__addr ;
+  assign _249_[0] = v_wr__en;
+  assign _243_[8:0] = v_wr__addr;
+  assign _241_[8:0] = \port__addr$58 ;
   assign \push__payload.end  = entry7[12];
   assign \push__payload.x  = pos1;
   assign \push__payload.y  = pos2;
@@ -8413,10 +8461,10 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
   assign \push__payload.counts[1]  = entry7[1];
   assign \push__payload.counts[0]  = entry7[0];
   assign \push__payload.counts  = entry7[3:0];
-  assign \$signature__data$62[3]  = res7[63:48];
-  assign \$signature__data$62[2]  = res7[47:32];
-  assign \$signature__data$62[1]  = res7[31:16];
-  assign \$signature__data$62[0]  = res7[15:0];
+  assign \v_wr__data[3]  = res7[63:48];
+  assign \v_wr__data[2]  = res7[47:32];
+  assign \v_wr__data[1]  = res7[31:16];
+  assign \v_wr__data[0]  = res7[15:0];
   assign \r[3]  = r6[67:51];
   assign \r[2]  = r6[50:34];
   assign \r[1]  = r6[33:17];
@@ -8454,14 +8502,14 @@ module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__pa
   assign \counts[3]  = counts[3];
   assign push__payload = { entry7[12], pos1, pos2, pos0, entry7[3:0] };
   assign push__valid = push7;
-  assign \$signature__data$62  = res7;
+  assign v_wr__data = res7;
   assign r = r6;
   assign s6 = st6;
   assign s5 = st5;
   assign val = val5;
-  assign b_rd__addr = st2[32:31];
-  assign rd__addr = st0[20:12];
-  assign \$signal$48  = { st6[30], 8'h00, counts };
+  assign \port__addr$59  = st2[32:31];
+  assign port__addr = st0[20:12];
+  assign \$signal$51  = { st6[30], 8'h00, counts };
   assign c_raw = 4'h0;
   assign cres7 = 4'h0;
 endmodule
@@ -11729,18 +11777,18 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
   wire _258_;
   wire [33:0] _259_;
   wire [33:0] _260_;
-  wire [31:0] _261_;
+  wire [10:0] _261_;
   wire [10:0] _262_;
   wire [10:0] _263_;
   wire [10:0] _264_;
-  wire [10:0] _265_;
-  wire [43:0] _266_;
-  wire [71:0] _267_;
-  wire [55:0] _268_;
+  wire [43:0] _265_;
+  wire [71:0] _266_;
+  wire [55:0] _267_;
+  wire [71:0] _268_;
   wire _269_;
   wire [71:0] _270_;
-  wire [71:0] _271_;
-  wire [3:0] _272_;
+  wire [3:0] _271_;
+  wire _272_;
   wire _273_;
   wire _274_;
   wire _275_;
@@ -11752,17 +11800,17 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
   wire _281_;
   wire _282_;
   wire _283_;
-  wire _284_;
-  wire [9:0] _285_;
-  wire [7:0] _286_;
-  wire [75:0] _287_;
-  wire [71:0] _288_;
+  wire [9:0] _284_;
+  wire [7:0] _285_;
+  wire [75:0] _286_;
+  wire [71:0] _287_;
+  wire [10:0] _288_;
   wire _289_;
-  wire [10:0] _290_;
-  wire _291_;
+  wire _290_;
+  wire [1:0] _291_;
   wire [1:0] _292_;
   wire [1:0] _293_;
-  wire [1:0] _294_;
+  wire _294_;
   wire _295_;
   wire _296_;
   wire _297_;
@@ -11817,7 +11865,7 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
   wire _346_;
   wire _347_;
   wire _348_;
-  wire _349_;
+  wire [1:0] _349_;
   wire [1:0] _350_;
   wire [1:0] _351_;
   wire [1:0] _352_;
@@ -11829,11 +11877,10 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
   wire [1:0] _358_;
   wire [1:0] _359_;
   wire [1:0] _360_;
-  wire [1:0] _361_;
+  wire [10:0] _361_;
   wire [10:0] _362_;
   wire [10:0] _363_;
   wire [10:0] _364_;
-  wire [10:0] _365_;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55" *)
   wire [55:0] \$like ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13" *)
@@ -11845,42 +11892,29 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13" *)
   wire [13:0] \$like[3] ;
   reg [71:0] \$signal  = 72'h000000000000000000;
-  reg [55:0] \$signal$21  = 56'h00000000000000;
-  wire [13:0] \$signal$21[0] ;
-  wire [13:0] \$signal$21[1] ;
-  wire [13:0] \$signal$21[2] ;
-  wire [13:0] \$signal$21[3] ;
+  reg [55:0] \$signal$25  = 56'h00000000000000;
+  wire [13:0] \$signal$25[0] ;
+  wire [13:0] \$signal$25[1] ;
+  wire [13:0] \$signal$25[2] ;
+  wire [13:0] \$signal$25[3] ;
   (* unused_bits = "6 9" *)
-  reg [9:0] \$signal$39  = 10'h000;
+  reg [9:0] \$signal$42  = 10'h000;
   (* unused_bits = "4 7" *)
-  reg [7:0] \$signal$40  = 8'h00;
-  wire [10:0] \$signal$48 ;
-  wire [3:0] \$signal$48.counts ;
-  wire \$signal$48.counts[0] ;
-  wire \$signal$48.counts[1] ;
-  wire \$signal$48.counts[2] ;
-  wire \$signal$48.counts[3] ;
-  wire \$signal$48.end ;
-  wire [1:0] \$signal$48.g ;
-  wire [1:0] \$signal$48.x ;
-  wire [1:0] \$signal$48.y ;
+  reg [7:0] \$signal$43  = 8'h00;
+  wire [10:0] \$signal$51 ;
+  wire [3:0] \$signal$51.counts ;
+  wire \$signal$51.counts[0] ;
+  wire \$signal$51.counts[1] ;
+  wire \$signal$51.counts[2] ;
+  wire \$signal$51.counts[3] ;
+  wire \$signal$51.end ;
+  wire [1:0] \$signal$51.g ;
+  wire [1:0] \$signal$51.x ;
+  wire [1:0] \$signal$51.y ;
   wire [17:0] \$signal[0] ;
   wire [17:0] \$signal[1] ;
   wire [17:0] \$signal[2] ;
   wire [17:0] \$signal[3] ;
-  wire [6:0] \$signature__addr ;
-  wire [6:0] \$signature__addr$61 ;
-  wire [71:0] \$signature__data ;
-  wire [71:0] \$signature__data$62 ;
-  wire [17:0] \$signature__data$62[0] ;
-  wire [17:0] \$signature__data$62[1] ;
-  wire [17:0] \$signature__data$62[2] ;
-  wire [17:0] \$signature__data$62[3] ;
-  wire [17:0] \$signature__data[0] ;
-  wire [17:0] \$signature__data[1] ;
-  wire [17:0] \$signature__data[2] ;
-  wire [17:0] \$signature__data[3] ;
-  wire \$signature__en ;
   reg [43:0] addend = 44'h00000000000;
   wire [10:0] \addend[0] ;
   wire [10:0] \addend[1] ;
@@ -11896,12 +11930,12 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
   wire [13:0] \b6[2] ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13" *)
   wire [13:0] \b6[3] ;
-  wire [1:0] b_rd__addr;
-  wire [55:0] b_rd__data;
-  wire [13:0] \b_rd__data[0] ;
-  wire [13:0] \b_rd__data[1] ;
-  wire [13:0] \b_rd__data[2] ;
-  wire [13:0] \b_rd__data[3] ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [55:0] b_rd = 56'h00000000000000;
+  wire [13:0] \b_rd[0] ;
+  wire [13:0] \b_rd[1] ;
+  wire [13:0] \b_rd[2] ;
+  wire [13:0] \b_rd[3] ;
   wire [3:0] c_raw;
   wire \c_raw[0] ;
   wire \c_raw[1] ;
@@ -11971,6 +12005,24 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
   wire [11:0] \ops__payload.waddr ;
   input ops__valid;
   wire ops__valid;
+  wire [11:0] port__addr;
+  wire [6:0] \port__addr$58 ;
+  wire [1:0] \port__addr$59 ;
+  wire [31:0] port__data;
+  wire [71:0] \port__data$21 ;
+  wire [17:0] \port__data$21[0] ;
+  wire [17:0] \port__data$21[1] ;
+  wire [17:0] \port__data$21[2] ;
+  wire [17:0] \port__data$21[3] ;
+  wire [55:0] \port__data$23 ;
+  wire [13:0] \port__data$23[0] ;
+  wire [13:0] \port__data$23[1] ;
+  wire [13:0] \port__data$23[2] ;
+  wire [13:0] \port__data$23[3] ;
+  wire [7:0] \port__data[0] ;
+  wire [7:0] \port__data[1] ;
+  wire [7:0] \port__data[2] ;
+  wire [7:0] \port__data[3] ;
   reg [1:0] pos0 = 2'h0;
   reg [1:0] pos1 = 2'h0;
   reg [1:0] pos2 = 2'h0;
@@ -11998,12 +12050,6 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
   wire [18:0] \r[1] ;
   wire [18:0] \r[2] ;
   wire [18:0] \r[3] ;
-  wire [11:0] rd__addr;
-  wire [31:0] rd__data;
-  wire [7:0] \rd__data[0] ;
-  wire [7:0] \rd__data[1] ;
-  wire [7:0] \rd__data[2] ;
-  wire [7:0] \rd__data[3] ;
   reg [71:0] res7 = 72'h000000000000000000;
   wire [17:0] \res7[0] ;
   wire [17:0] \res7[1] ;
@@ -12173,6 +12219,19 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
   wire \st7.valid ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \st7.waddr ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [71:0] v_rd = 72'h000000000000000000;
+  wire [17:0] \v_rd[0] ;
+  wire [17:0] \v_rd[1] ;
+  wire [17:0] \v_rd[2] ;
+  wire [17:0] \v_rd[3] ;
+  wire [6:0] v_wr__addr;
+  wire [71:0] v_wr__data;
+  wire [17:0] \v_wr__data[0] ;
+  wire [17:0] \v_wr__data[1] ;
+  wire [17:0] \v_wr__data[2] ;
+  wire [17:0] \v_wr__data[3] ;
+  wire v_wr__en;
   wire [75:0] val;
   reg [75:0] val5 = 76'h0000000000000000000;
   wire [18:0] \val5[0] ;
@@ -12183,6 +12242,13 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
   wire [18:0] \val[1] ;
   wire [18:0] \val[2] ;
   wire [18:0] \val[3] ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [31:0] w0_0 = 32'd0;
+  wire [7:0] \w0_0[0] ;
+  wire [7:0] \w0_0[1] ;
+  wire [7:0] \w0_0[2] ;
+  wire [7:0] \w0_0[3] ;
+  (* hwsnn_no_init = 32'd1 *)
   reg [31:0] w1_0 = 32'd0;
   wire [7:0] \w1_0[0] ;
   wire [7:0] \w1_0[1] ;
@@ -12199,11 +12265,8 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
     bmem[2] = 56'he97b9a84758cef;
     bmem[3] = 56'h1c3b588e18fd95;
   end
-  reg [55:0] _778_;
-  always @(posedge clk) begin
-    _778_ <= bmem[st2[33:32]];
-  end
-  assign b_rd__data = _778_;
+  assign \port__data$23  = bmem[st2[33:32]];
+  (* no_rw_check = 32'd1 *)
   reg [71:0] vmem [127:0];
   initial begin
     vmem[0] = 72'h000000000000000000;
@@ -12336,14 +12399,10 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
     vmem[127] = 72'h000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en )
-      vmem[\$signature__addr$61 ] <= res7;
+    if (v_wr__en)
+      vmem[v_wr__addr] <= res7;
   end
-  reg [71:0] _779_;
-  always @(posedge clk) begin
-    _779_ <= vmem[\$signature__addr ];
-  end
-  assign \$signature__data  = _779_;
+  assign \port__data$21  = vmem[\port__addr$58 ];
   reg [31:0] wrom0 [2303:0];
   initial begin
     wrom0[0] = 32'd3858372614;
@@ -14651,11 +14710,7 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
     wrom0[2302] = 32'd201401080;
     wrom0[2303] = 32'd336648732;
   end
-  reg [31:0] _780_;
-  always @(posedge clk) begin
-    _780_ <= wrom0[st0[21:10]];
-  end
-  assign rd__data = _780_;
+  assign port__data = wrom0[st0[21:10]];
   assign _000_ = $signed(w1_0[7:0]) << st2[25:24];
   assign _096_ = $signed(w1_0[15:8]) << st2[25:24];
   assign _184_ = $signed(w1_0[23:16]) << st2[25:24];
@@ -14691,62 +14746,62 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
   assign _269_ = ~ _258_;
   assign _280_ = st4[0] & _269_;
   assign _289_ = _237_ & _280_;
-  assign _295_ = st2[9:4] == st4[9:4];
-  assign _296_ = st2[3] == st4[3];
-  assign _297_ = _295_ & _296_;
-  assign _298_ = ! st4[1];
-  assign _299_ = _297_ & _298_;
-  assign _300_ = ! st4[1];
-  assign _301_ = _300_ & st4[2];
-  assign _302_ = st4[1] & st4[28];
-  assign _303_ = _301_ | _302_;
-  assign _304_ = st4[0] & _303_;
-  assign _305_ = _299_ & _304_;
-  assign _306_ = st2[9:4] == st5[9:4];
-  assign _307_ = st2[3] == st5[3];
-  assign _308_ = _306_ & _307_;
-  assign _309_ = ! st5[1];
-  assign _310_ = _309_ & st5[2];
-  assign _311_ = ~ _310_;
-  assign _312_ = st5[0] & _311_;
-  assign _313_ = _308_ & _312_;
-  assign _314_ = st2[9:4] == st5[9:4];
-  assign _315_ = st2[3] == st5[3];
-  assign _316_ = _314_ & _315_;
-  assign _317_ = ! st5[1];
-  assign _318_ = _317_ & st5[2];
-  assign _319_ = st5[1] & st5[28];
-  assign _320_ = _318_ | _319_;
-  assign _321_ = st5[0] & _320_;
-  assign _322_ = _316_ & _321_;
-  assign _323_ = st2[9:4] == st6[9:4];
-  assign _324_ = st2[3] == st6[3];
-  assign _325_ = _323_ & _324_;
-  assign _326_ = ! st6[1];
-  assign _327_ = _326_ & st6[2];
-  assign _328_ = ~ _327_;
-  assign _329_ = st6[0] & _328_;
-  assign _330_ = _325_ & _329_;
-  assign _331_ = st2[9:4] == st6[9:4];
-  assign _332_ = st2[3] == st6[3];
-  assign _333_ = _331_ & _332_;
-  assign _334_ = ! st6[1];
-  assign _335_ = _334_ & st6[2];
-  assign _336_ = st6[1] & st6[28];
-  assign _337_ = _335_ | _336_;
-  assign _338_ = st6[0] & _337_;
-  assign _339_ = _333_ & _338_;
-  assign _340_ = st2[9:4] == st7[9:4];
-  assign _341_ = st2[3] == st7[3];
-  assign _342_ = _340_ & _341_;
-  assign _343_ = ! st7[1];
-  assign _344_ = _343_ & st7[2];
-  assign _345_ = ~ _344_;
-  assign _346_ = st7[0] & _345_;
-  assign _347_ = _342_ & _346_;
-  assign _348_ = st2[9:4] == st7[9:4];
-  assign _349_ = st2[3] == st7[3];
-  assign _002_ = _348_ & _349_;
+  assign _294_ = st2[9:4] == st4[9:4];
+  assign _295_ = st2[3] == st4[3];
+  assign _296_ = _294_ & _295_;
+  assign _297_ = ! st4[1];
+  assign _298_ = _296_ & _297_;
+  assign _299_ = ! st4[1];
+  assign _300_ = _299_ & st4[2];
+  assign _301_ = st4[1] & st4[28];
+  assign _302_ = _300_ | _301_;
+  assign _303_ = st4[0] & _302_;
+  assign _304_ = _298_ & _303_;
+  assign _305_ = st2[9:4] == st5[9:4];
+  assign _306_ = st2[3] == st5[3];
+  assign _307_ = _305_ & _306_;
+  assign _308_ = ! st5[1];
+  assign _309_ = _308_ & st5[2];
+  assign _310_ = ~ _309_;
+  assign _311_ = st5[0] & _310_;
+  assign _312_ = _307_ & _311_;
+  assign _313_ = st2[9:4] == st5[9:4];
+  assign _314_ = st2[3] == st5[3];
+  assign _315_ = _313_ & _314_;
+  assign _316_ = ! st5[1];
+  assign _317_ = _316_ & st5[2];
+  assign _318_ = st5[1] & st5[28];
+  assign _319_ = _317_ | _318_;
+  assign _320_ = st5[0] & _319_;
+  assign _321_ = _315_ & _320_;
+  assign _322_ = st2[9:4] == st6[9:4];
+  assign _323_ = st2[3] == st6[3];
+  assign _324_ = _322_ & _323_;
+  assign _325_ = ! st6[1];
+  assign _326_ = _325_ & st6[2];
+  assign _327_ = ~ _326_;
+  assign _328_ = st6[0] & _327_;
+  assign _329_ = _324_ & _328_;
+  assign _330_ = st2[9:4] == st6[9:4];
+  assign _331_ = st2[3] == st6[3];
+  assign _332_ = _330_ & _331_;
+  assign _333_ = ! st6[1];
+  assign _334_ = _333_ & st6[2];
+  assign _335_ = st6[1] & st6[28];
+  assign _336_ = _334_ | _335_;
+  assign _337_ = st6[0] & _336_;
+  assign _338_ = _332_ & _337_;
+  assign _339_ = st2[9:4] == st7[9:4];
+  assign _340_ = st2[3] == st7[3];
+  assign _341_ = _339_ & _340_;
+  assign _342_ = ! st7[1];
+  assign _343_ = _342_ & st7[2];
+  assign _344_ = ~ _343_;
+  assign _345_ = st7[0] & _344_;
+  assign _346_ = _341_ & _345_;
+  assign _347_ = st2[9:4] == st7[9:4];
+  assign _348_ = st2[3] == st7[3];
+  assign _002_ = _347_ & _348_;
   assign _003_ = ! st7[1];
   assign _004_ = _003_ & st7[2];
   assign _005_ = st7[1] & st7[28];
@@ -14838,112 +14893,112 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
   assign _102_ = ! st3[1];
   assign _103_ = ! st3[30:29];
   assign _104_ = st3[1] & _103_;
-  assign _105_ = \$signal$39 [0] ? val5[18:0] : 19'h00000;
-  assign _107_ = \$signal$39 [1] ? r6[18:0] : 19'h00000;
+  assign _105_ = \$signal$42 [0] ? val5[18:0] : 19'h00000;
+  assign _107_ = \$signal$42 [1] ? r6[18:0] : 19'h00000;
   assign _108_ = _105_ | _107_;
-  assign _109_ = \$signal$39 [2] ? res7[17:0] : 18'h00000;
+  assign _109_ = \$signal$42 [2] ? res7[17:0] : 18'h00000;
   assign _110_ = _108_ | { _109_[17], _109_ };
-  assign _111_ = \$signal$39 [3] ? res8[17:0] : 18'h00000;
+  assign _111_ = \$signal$42 [3] ? res8[17:0] : 18'h00000;
   assign _112_ = _110_ | { _111_[17], _111_ };
-  assign _113_ = \$signal$39 [4] ? res9[17:0] : 18'h00000;
+  assign _113_ = \$signal$42 [4] ? res9[17:0] : 18'h00000;
   assign _114_ = _112_ | { _113_[17], _113_ };
-  assign _115_ = \$signal$39 [5] ? \$signal [17:0] : 18'h00000;
+  assign _115_ = \$signal$42 [5] ? \$signal [17:0] : 18'h00000;
   assign _116_ = _114_ | { _115_[17], _115_ };
-  assign _118_ = \$signal$39 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _118_ = \$signal$42 [7] ? { cres8[0], cres8[0] } : 2'h0;
   assign _119_ = _116_ | { _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_ };
-  assign _120_ = \$signal$39 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _120_ = \$signal$42 [8] ? { cres9[0], cres9[0] } : 2'h0;
   assign _121_ = _119_ | { _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_ };
-  assign _122_ = \$signal$40 [0] ? addend[10:0] : 11'h000;
-  assign _123_ = \$signal$40 [1] ? \$signal$21 [13:0] : 14'h0000;
+  assign _122_ = \$signal$43 [0] ? addend[10:0] : 11'h000;
+  assign _123_ = \$signal$43 [1] ? \$signal$25 [13:0] : 14'h0000;
   assign _125_ = { _122_[10], _122_[10], _122_[10], _122_ } | _123_;
-  assign _126_ = \$signal$40 [2] ? val5[18:0] : 19'h00000;
+  assign _126_ = \$signal$43 [2] ? val5[18:0] : 19'h00000;
   assign _127_ = { _125_[13], _125_[13], _125_[13], _125_[13], _125_[13], _125_ } | _126_;
-  assign _128_ = \$signal$40 [3] ? r6[18:0] : 19'h00000;
+  assign _128_ = \$signal$43 [3] ? r6[18:0] : 19'h00000;
   assign _129_ = _127_ | _128_;
-  assign _130_ = \$signal$40 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _130_ = \$signal$43 [5] ? { cres8[0], cres8[0] } : 2'h0;
   assign _131_ = _129_ | { _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_ };
-  assign _132_ = \$signal$40 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _132_ = \$signal$43 [6] ? { cres9[0], cres9[0] } : 2'h0;
   assign _134_ = _131_ | { _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_ };
   assign _135_ = $signed(_121_) + $signed(_134_);
-  assign _136_ = \$signal$39 [0] ? val5[37:19] : 19'h00000;
-  assign _137_ = \$signal$39 [1] ? r6[37:19] : 19'h00000;
+  assign _136_ = \$signal$42 [0] ? val5[37:19] : 19'h00000;
+  assign _137_ = \$signal$42 [1] ? r6[37:19] : 19'h00000;
   assign _138_ = _136_ | _137_;
-  assign _139_ = \$signal$39 [2] ? res7[35:18] : 18'h00000;
+  assign _139_ = \$signal$42 [2] ? res7[35:18] : 18'h00000;
   assign _140_ = _138_ | { _139_[17], _139_ };
-  assign _141_ = \$signal$39 [3] ? res8[35:18] : 18'h00000;
+  assign _141_ = \$signal$42 [3] ? res8[35:18] : 18'h00000;
   assign _143_ = _140_ | { _141_[17], _141_ };
-  assign _144_ = \$signal$39 [4] ? res9[35:18] : 18'h00000;
+  assign _144_ = \$signal$42 [4] ? res9[35:18] : 18'h00000;
   assign _145_ = _143_ | { _144_[17], _144_ };
-  assign _146_ = \$signal$39 [5] ? \$signal [35:18] : 18'h00000;
+  assign _146_ = \$signal$42 [5] ? \$signal [35:18] : 18'h00000;
   assign _147_ = _145_ | { _146_[17], _146_ };
-  assign _148_ = \$signal$39 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _148_ = \$signal$42 [7] ? { cres8[1], cres8[1] } : 2'h0;
   assign _149_ = _147_ | { _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_ };
-  assign _150_ = \$signal$39 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _150_ = \$signal$42 [8] ? { cres9[1], cres9[1] } : 2'h0;
   assign _152_ = _149_ | { _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_ };
-  assign _153_ = \$signal$40 [0] ? addend[21:11] : 11'h000;
-  assign _154_ = \$signal$40 [1] ? \$signal$21 [27:14] : 14'h0000;
+  assign _153_ = \$signal$43 [0] ? addend[21:11] : 11'h000;
+  assign _154_ = \$signal$43 [1] ? \$signal$25 [27:14] : 14'h0000;
   assign _155_ = { _153_[10], _153_[10], _153_[10], _153_ } | _154_;
-  assign _156_ = \$signal$40 [2] ? val5[37:19] : 19'h00000;
+  assign _156_ = \$signal$43 [2] ? val5[37:19] : 19'h00000;
   assign _157_ = { _155_[13], _155_[13], _155_[13], _155_[13], _155_[13], _155_ } | _156_;
-  assign _158_ = \$signal$40 [3] ? r6[37:19] : 19'h00000;
+  assign _158_ = \$signal$43 [3] ? r6[37:19] : 19'h00000;
   assign _159_ = _157_ | _158_;
-  assign _160_ = \$signal$40 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _160_ = \$signal$43 [5] ? { cres8[1], cres8[1] } : 2'h0;
   assign _161_ = _159_ | { _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_ };
-  assign _162_ = \$signal$40 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _162_ = \$signal$43 [6] ? { cres9[1], cres9[1] } : 2'h0;
   assign _163_ = _161_ | { _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_ };
   assign _164_ = $signed(_152_) + $signed(_163_);
-  assign _165_ = \$signal$39 [0] ? val5[56:38] : 19'h00000;
-  assign _167_ = \$signal$39 [1] ? r6[56:38] : 19'h00000;
+  assign _165_ = \$signal$42 [0] ? val5[56:38] : 19'h00000;
+  assign _167_ = \$signal$42 [1] ? r6[56:38] : 19'h00000;
   assign _168_ = _165_ | _167_;
-  assign _169_ = \$signal$39 [2] ? res7[53:36] : 18'h00000;
+  assign _169_ = \$signal$42 [2] ? res7[53:36] : 18'h00000;
   assign _170_ = _168_ | { _169_[17], _169_ };
-  assign _171_ = \$signal$39 [3] ? res8[53:36] : 18'h00000;
+  assign _171_ = \$signal$42 [3] ? res8[53:36] : 18'h00000;
   assign _172_ = _170_ | { _171_[17], _171_ };
-  assign _173_ = \$signal$39 [4] ? res9[53:36] : 18'h00000;
+  assign _173_ = \$signal$42 [4] ? res9[53:36] : 18'h00000;
   assign _174_ = _172_ | { _173_[17], _173_ };
-  assign _175_ = \$signal$39 [5] ? \$signal [53:36] : 18'h00000;
+  assign _175_ = \$signal$42 [5] ? \$signal [53:36] : 18'h00000;
   assign _176_ = _174_ | { _175_[17], _175_ };
-  assign _178_ = \$signal$39 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _178_ = \$signal$42 [7] ? { cres8[2], cres8[2] } : 2'h0;
   assign _179_ = _176_ | { _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_ };
-  assign _180_ = \$signal$39 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _180_ = \$signal$42 [8] ? { cres9[2], cres9[2] } : 2'h0;
   assign _181_ = _179_ | { _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_ };
-  assign _182_ = \$signal$40 [0] ? addend[32:22] : 11'h000;
-  assign _183_ = \$signal$40 [1] ? \$signal$21 [41:28] : 14'h0000;
+  assign _182_ = \$signal$43 [0] ? addend[32:22] : 11'h000;
+  assign _183_ = \$signal$43 [1] ? \$signal$25 [41:28] : 14'h0000;
   assign _186_ = { _182_[10], _182_[10], _182_[10], _182_ } | _183_;
-  assign _187_ = \$signal$40 [2] ? val5[56:38] : 19'h00000;
+  assign _187_ = \$signal$43 [2] ? val5[56:38] : 19'h00000;
   assign _188_ = { _186_[13], _186_[13], _186_[13], _186_[13], _186_[13], _186_ } | _187_;
-  assign _189_ = \$signal$40 [3] ? r6[56:38] : 19'h00000;
+  assign _189_ = \$signal$43 [3] ? r6[56:38] : 19'h00000;
   assign _190_ = _188_ | _189_;
-  assign _191_ = \$signal$40 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _191_ = \$signal$43 [5] ? { cres8[2], cres8[2] } : 2'h0;
   assign _192_ = _190_ | { _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_ };
-  assign _193_ = \$signal$40 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _193_ = \$signal$43 [6] ? { cres9[2], cres9[2] } : 2'h0;
   assign _195_ = _192_ | { _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_ };
   assign _196_ = $signed(_181_) + $signed(_195_);
-  assign _197_ = \$signal$39 [0] ? val5[75:57] : 19'h00000;
-  assign _198_ = \$signal$39 [1] ? r6[75:57] : 19'h00000;
+  assign _197_ = \$signal$42 [0] ? val5[75:57] : 19'h00000;
+  assign _198_ = \$signal$42 [1] ? r6[75:57] : 19'h00000;
   assign _199_ = _197_ | _198_;
-  assign _200_ = \$signal$39 [2] ? res7[71:54] : 18'h00000;
+  assign _200_ = \$signal$42 [2] ? res7[71:54] : 18'h00000;
   assign _201_ = _199_ | { _200_[17], _200_ };
-  assign _202_ = \$signal$39 [3] ? res8[71:54] : 18'h00000;
+  assign _202_ = \$signal$42 [3] ? res8[71:54] : 18'h00000;
   assign _204_ = _201_ | { _202_[17], _202_ };
-  assign _205_ = \$signal$39 [4] ? res9[71:54] : 18'h00000;
+  assign _205_ = \$signal$42 [4] ? res9[71:54] : 18'h00000;
   assign _206_ = _204_ | { _205_[17], _205_ };
-  assign _207_ = \$signal$39 [5] ? \$signal [71:54] : 18'h00000;
+  assign _207_ = \$signal$42 [5] ? \$signal [71:54] : 18'h00000;
   assign _208_ = _206_ | { _207_[17], _207_ };
-  assign _209_ = \$signal$39 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _209_ = \$signal$42 [7] ? { cres8[3], cres8[3] } : 2'h0;
   assign _210_ = _208_ | { _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_ };
-  assign _211_ = \$signal$39 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _211_ = \$signal$42 [8] ? { cres9[3], cres9[3] } : 2'h0;
   assign _213_ = _210_ | { _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_ };
-  assign _214_ = \$signal$40 [0] ? addend[43:33] : 11'h000;
-  assign _215_ = \$signal$40 [1] ? \$signal$21 [55:42] : 14'h0000;
+  assign _214_ = \$signal$43 [0] ? addend[43:33] : 11'h000;
+  assign _215_ = \$signal$43 [1] ? \$signal$25 [55:42] : 14'h0000;
   assign _216_ = { _214_[10], _214_[10], _214_[10], _214_ } | _215_;
-  assign _217_ = \$signal$40 [2] ? val5[75:57] : 19'h00000;
+  assign _217_ = \$signal$43 [2] ? val5[75:57] : 19'h00000;
   assign _218_ = { _216_[13], _216_[13], _216_[13], _216_[13], _216_[13], _216_ } | _217_;
-  assign _219_ = \$signal$40 [3] ? r6[75:57] : 19'h00000;
+  assign _219_ = \$signal$43 [3] ? r6[75:57] : 19'h00000;
   assign _220_ = _218_ | _219_;
-  assign _222_ = \$signal$40 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _222_ = \$signal$43 [5] ? { cres8[3], cres8[3] } : 2'h0;
   assign _223_ = _220_ | { _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_ };
-  assign _224_ = \$signal$40 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _224_ = \$signal$43 [6] ? { cres9[3], cres9[3] } : 2'h0;
   assign _225_ = _223_ | { _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_ };
   assign _226_ = $signed(_213_) + $signed(_225_);
   assign _228_ = st6[0] & st6[1];
@@ -14958,14 +15013,14 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
   assign _238_ = pos1 + 1'h1;
   assign _239_ = pos0 + 1'h1;
   assign _240_ = st2[3] * 7'h40;
-  assign { _241_[8:7], \$signature__addr  } = st2[9:4] + _240_;
+  assign { _241_[8:7], \port__addr$58  } = st2[9:4] + _240_;
   assign _242_ = st7[3] * 7'h40;
-  assign { _243_[8:7], \$signature__addr$61  } = st7[9:4] + _242_;
+  assign { _243_[8:7], v_wr__addr } = st7[9:4] + _242_;
   assign _244_ = ! st7[1];
   assign _245_ = _244_ & st7[2];
   assign _246_ = ~ _245_;
   assign _247_ = st7[0] & _246_;
-  assign { _249_[3:1], \$signature__en  } = _247_ ? 4'hf : 4'h0;
+  assign { _249_[3:1], v_wr__en } = _247_ ? 4'hf : 4'h0;
   assign _250_ = st7[0] & st7[1];
   assign _251_ = ~ push7;
   assign dropped = _250_ & _251_;
@@ -14986,119 +15041,124 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
   always @(posedge clk)
     st7 <= _260_;
   always @(posedge clk)
-    w1_0 <= _261_;
+    w0_0 <= port__data;
   always @(posedge clk)
-    w2_0_0 <= _262_;
+    w1_0 <= w0_0;
   always @(posedge clk)
-    w2_0_1 <= _263_;
+    w2_0_0 <= _261_;
   always @(posedge clk)
-    w2_0_2 <= _264_;
+    w2_0_1 <= _262_;
   always @(posedge clk)
-    w2_0_3 <= _265_;
+    w2_0_2 <= _263_;
   always @(posedge clk)
-    addend <= _266_;
+    w2_0_3 <= _264_;
   always @(posedge clk)
-    \$signal  <= _267_;
+    addend <= _265_;
   always @(posedge clk)
-    \$signal$21  <= _268_;
+    v_rd <= \port__data$21 ;
   always @(posedge clk)
-    res8 <= _270_;
+    b_rd <= \port__data$23 ;
   always @(posedge clk)
-    res9 <= _271_;
+    \$signal  <= _266_;
+  always @(posedge clk)
+    \$signal$25  <= _267_;
+  always @(posedge clk)
+    res8 <= _268_;
+  always @(posedge clk)
+    res9 <= _270_;
   always @(posedge clk)
     cres8 <= 4'h0;
   always @(posedge clk)
-    cres9 <= _272_;
+    cres9 <= _271_;
   always @(posedge clk)
-    hit_v1 <= _273_;
+    hit_v1 <= _272_;
   always @(posedge clk)
-    hit_c1 <= _274_;
+    hit_c1 <= _273_;
   always @(posedge clk)
-    hit_v2 <= _275_;
+    hit_v2 <= _274_;
   always @(posedge clk)
-    hit_c2 <= _276_;
+    hit_c2 <= _275_;
   always @(posedge clk)
-    hit_v3 <= _277_;
+    hit_v3 <= _276_;
   always @(posedge clk)
-    hit_c3 <= _278_;
+    hit_c3 <= _277_;
   always @(posedge clk)
-    hit_v4 <= _281_;
+    hit_v4 <= _278_;
   always @(posedge clk)
-    hit_c4 <= _282_;
+    hit_c4 <= _281_;
   always @(posedge clk)
-    hit_v5 <= _283_;
+    hit_v5 <= _282_;
   always @(posedge clk)
-    hit_c5 <= _284_;
+    hit_c5 <= _283_;
   always @(posedge clk)
-    \$signal$39  <= _285_;
+    \$signal$42  <= _284_;
   always @(posedge clk)
-    \$signal$40  <= _286_;
+    \$signal$43  <= _285_;
   always @(posedge clk)
-    val5 <= _287_;
+    val5 <= _286_;
   always @(posedge clk)
-    res7 <= _288_;
+    res7 <= _287_;
   always @(posedge clk)
-    entry7 <= _290_;
+    entry7 <= _288_;
   always @(posedge clk)
-    push7 <= _291_;
+    push7 <= _290_;
   always @(posedge clk)
-    pos0 <= _292_;
+    pos0 <= _291_;
   always @(posedge clk)
-    pos1 <= _293_;
+    pos1 <= _292_;
   always @(posedge clk)
-    pos2 <= _294_;
-  assign _350_ = _235_ ? (* full_case = 32'd1 *) 2'h0 : _236_[1:0];
-  assign _351_ = _234_ ? _350_ : pos2;
-  assign _352_ = _233_ ? _351_ : pos2;
-  assign _353_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _352_;
-  assign _354_ = _232_ ? _353_ : pos2;
-  assign _294_ = rst ? 2'h0 : _354_;
-  assign _355_ = _234_ ? (* full_case = 32'd1 *) 2'h0 : _238_[1:0];
-  assign _356_ = _233_ ? _355_ : pos1;
-  assign _357_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _356_;
-  assign _358_ = _232_ ? _357_ : pos1;
-  assign _293_ = rst ? 2'h0 : _358_;
-  assign _359_ = _233_ ? (* full_case = 32'd1 *) 2'h0 : _239_[1:0];
-  assign _360_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _359_;
-  assign _361_ = _232_ ? _360_ : pos0;
-  assign _292_ = rst ? 2'h0 : _361_;
-  assign _291_ = rst ? 1'h0 : _231_;
-  assign _290_ = rst ? 11'h000 : { st6[31], 6'h00, counts };
-  assign _288_ = rst ? 72'h000000000000000000 : result;
-  assign _287_[75:57] = rst ? 19'h00000 : _226_[18:0];
-  assign _287_[37:19] = rst ? 19'h00000 : _164_[18:0];
-  assign _287_[18:0] = rst ? 19'h00000 : _135_[18:0];
-  assign _287_[56:38] = rst ? 19'h00000 : _196_[18:0];
-  assign _286_ = rst ? 8'h00 : { 6'h00, _104_, _102_ };
-  assign _285_ = rst ? 10'h000 : { _101_, _091_, _082_, _074_, _068_, _058_, _048_, _039_, _031_, _017_ };
-  assign _284_ = rst ? 1'h0 : _008_;
-  assign _283_ = rst ? 1'h0 : _347_;
-  assign _282_ = rst ? 1'h0 : _339_;
-  assign _281_ = rst ? 1'h0 : _330_;
-  assign _278_ = rst ? 1'h0 : _322_;
-  assign _277_ = rst ? 1'h0 : _313_;
-  assign _276_ = rst ? 1'h0 : _305_;
-  assign _275_ = rst ? 1'h0 : _289_;
-  assign _274_ = rst ? 1'h0 : _194_;
-  assign _273_ = rst ? 1'h0 : _086_;
-  assign _272_ = rst ? 4'h0 : cres8;
-  assign _271_ = rst ? 72'h000000000000000000 : res8;
-  assign _270_ = rst ? 72'h000000000000000000 : res7;
-  assign _268_ = rst ? 56'h00000000000000 : b_rd__data;
-  assign _267_ = rst ? 72'h000000000000000000 : \$signature__data ;
-  assign _362_ = st3[22] ? addend[43:33] : w2_0_3;
-  assign _266_[43:33] = rst ? 11'h000 : _362_;
-  assign _363_ = st3[22] ? addend[21:11] : w2_0_1;
-  assign _266_[21:11] = rst ? 11'h000 : _363_;
-  assign _364_ = st3[22] ? addend[10:0] : w2_0_0;
-  assign _266_[10:0] = rst ? 11'h000 : _364_;
-  assign _365_ = st3[22] ? addend[32:22] : w2_0_2;
-  assign _266_[32:22] = rst ? 11'h000 : _365_;
-  assign _265_ = rst ? 11'h000 : _279_;
-  assign _264_ = rst ? 11'h000 : _184_;
-  assign _263_ = rst ? 11'h000 : _096_;
-  assign _262_ = rst ? 11'h000 : _000_;
-  assign _261_ = rst ? 32'd0 : rd__data;
+    pos2 <= _293_;
+  assign _349_ = _235_ ? (* full_case = 32'd1 *) 2'h0 : _236_[1:0];
+  assign _350_ = _234_ ? _349_ : pos2;
+  assign _351_ = _233_ ? _350_ : pos2;
+  assign _352_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _351_;
+  assign _353_ = _232_ ? _352_ : pos2;
+  assign _293_ = rst ? 2'h0 : _353_;
+  assign _354_ = _234_ ? (* full_case = 32'd1 *) 2'h0 : _238_[1:0];
+  assign _355_ = _233_ ? _354_ : pos1;
+  assign _356_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _355_;
+  assign _357_ = _232_ ? _356_ : pos1;
+  assign _292_ = rst ? 2'h0 : _357_;
+  assign _358_ = _233_ ? (* full_case = 32'd1 *) 2'h0 : _239_[1:0];
+  assign _359_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _358_;
+  assign _360_ = _232_ ? _359_ : pos0;
+  assign _291_ = rst ? 2'h0 : _360_;
+  assign _290_ = rst ? 1'h0 : _231_;
+  assign _288_ = rst ? 11'h000 : { st6[31], 6'h00, counts };
+  assign _287_ = rst ? 72'h000000000000000000 : result;
+  assign _286_[75:57] = rst ? 19'h00000 : _226_[18:0];
+  assign _286_[37:19] = rst ? 19'h00000 : _164_[18:0];
+  assign _286_[18:0] = rst ? 19'h00000 : _135_[18:0];
+  assign _286_[56:38] = rst ? 19'h00000 : _196_[18:0];
+  assign _285_ = rst ? 8'h00 : { 6'h00, _104_, _102_ };
+  assign _284_ = rst ? 10'h000 : { _101_, _091_, _082_, _074_, _068_, _058_, _048_, _039_, _031_, _017_ };
+  assign _283_ = rst ? 1'h0 : _008_;
+  assign _282_ = rst ? 1'h0 : _346_;
+  assign _281_ = rst ? 1'h0 : _338_;
+  assign _278_ = rst ? 1'h0 : _329_;
+  assign _277_ = rst ? 1'h0 : _321_;
+  assign _276_ = rst ? 1'h0 : _312_;
+  assign _275_ = rst ? 1'h0 : _304_;
+  assign _274_ = rst ? 1'h0 : _289_;
+  assign _273_ = rst ? 1'h0 : _194_;
+  assign _272_ = rst ? 1'h0 : _086_;
+  assign _271_ = rst ? 4'h0 : cres8;
+  assign _270_ = rst ? 72'h000000000000000000 : res8;
+  assign _268_ = rst ? 72'h000000000000000000 : res7;
+  assign _267_ = rst ? 56'h00000000000000 : b_rd;
+  assign _266_ = rst ? 72'h000000000000000000 : v_rd;
+  assign _361_ = st3[22] ? addend[43:33] : w2_0_3;
+  assign _265_[43:33] = rst ? 11'h000 : _361_;
+  assign _362_ = st3[22] ? addend[21:11] : w2_0_1;
+  assign _265_[21:11] = rst ? 11'h000 : _362_;
+  assign _363_ = st3[22] ? addend[10:0] : w2_0_0;
+  assign _265_[10:0] = rst ? 11'h000 : _363_;
+  assign _364_ = st3[22] ? addend[32:22] : w2_0_2;
+  assign _265_[32:22] = rst ? 11'h000 : _364_;
+  assign _264_ = rst ? 11'h000 : _279_;
+  assign _263_ = rst ? 11'h000 : _184_;
+  assign _262_ = rst ? 11'h000 : _096_;
+  assign _261_ = rst ? 11'h000 : _000_;
   assign _260_ = rst ? 34'h000000000 : st6;
   assign _259_ = rst ? 34'h000000000 : st5;
   assign _257_ = rst ? 34'h000000000 : st4;
@@ -15120,15 +15180,15 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
   assign \counts[2]  = counts[2];
   assign \counts[1]  = counts[1];
   assign \counts[0]  = counts[0];
-  assign \$signal$48.end  = st6[31];
-  assign \$signal$48.x  = 2'h0;
-  assign \$signal$48.y  = 2'h0;
-  assign \$signal$48.g  = 2'h0;
-  assign \$signal$48.counts[3]  = counts[3];
-  assign \$signal$48.counts[2]  = counts[2];
-  assign \$signal$48.counts[1]  = counts[1];
-  assign \$signal$48.counts[0]  = counts[0];
-  assign \$signal$48.counts  = counts;
+  assign \$signal$51.end  = st6[31];
+  assign \$signal$51.x  = 2'h0;
+  assign \$signal$51.y  = 2'h0;
+  assign \$signal$51.g  = 2'h0;
+  assign \$signal$51.counts[3]  = counts[3];
+  assign \$signal$51.counts[2]  = counts[2];
+  assign \$signal$51.counts[1]  = counts[1];
+  assign \$signal$51.counts[0]  = counts[0];
+  assign \$signal$51.counts  = counts;
   assign \entry7.end  = entry7[10];
   assign \entry7.x  = entry7[9:8];
   assign \entry7.y  = entry7[7:6];
@@ -15186,34 +15246,46 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
   assign \res8[2]  = res8[53:36];
   assign \res8[1]  = res8[35:18];
   assign \res8[0]  = res8[17:0];
-  assign \b_rd__data[3]  = b_rd__data[55:42];
-  assign \b_rd__data[2]  = b_rd__data[41:28];
-  assign \b_rd__data[1]  = b_rd__data[27:14];
-  assign \b_rd__data[0]  = b_rd__data[13:0];
-  assign \$signal$21[3]  = \$signal$21 [55:42];
-  assign \$signal$21[2]  = \$signal$21 [41:28];
-  assign \$signal$21[1]  = \$signal$21 [27:14];
-  assign \$signal$21[0]  = \$signal$21 [13:0];
-  assign \$signature__data[3]  = \$signature__data [71:54];
-  assign \$signature__data[2]  = \$signature__data [53:36];
-  assign \$signature__data[1]  = \$signature__data [35:18];
-  assign \$signature__data[0]  = \$signature__data [17:0];
+  assign \$signal$25[3]  = \$signal$25 [55:42];
+  assign \$signal$25[2]  = \$signal$25 [41:28];
+  assign \$signal$25[1]  = \$signal$25 [27:14];
+  assign \$signal$25[0]  = \$signal$25 [13:0];
   assign \$signal[3]  = \$signal [71:54];
   assign \$signal[2]  = \$signal [53:36];
   assign \$signal[1]  = \$signal [35:18];
   assign \$signal[0]  = \$signal [17:0];
+  assign \port__data$23[3]  = \port__data$23 [55:42];
+  assign \port__data$23[2]  = \port__data$23 [41:28];
+  assign \port__data$23[1]  = \port__data$23 [27:14];
+  assign \port__data$23[0]  = \port__data$23 [13:0];
+  assign \b_rd[3]  = b_rd[55:42];
+  assign \b_rd[2]  = b_rd[41:28];
+  assign \b_rd[1]  = b_rd[27:14];
+  assign \b_rd[0]  = b_rd[13:0];
+  assign \port__data$21[3]  = \port__data$21 [71:54];
+  assign \port__data$21[2]  = \port__data$21 [53:36];
+  assign \port__data$21[1]  = \port__data$21 [35:18];
+  assign \port__data$21[0]  = \port__data$21 [17:0];
+  assign \v_rd[3]  = v_rd[71:54];
+  assign \v_rd[2]  = v_rd[53:36];
+  assign \v_rd[1]  = v_rd[35:18];
+  assign \v_rd[0]  = v_rd[17:0];
   assign \addend[3]  = addend[43:33];
   assign \addend[2]  = addend[32:22];
   assign \addend[1]  = addend[21:11];
   assign \addend[0]  = addend[10:0];
-  assign \rd__data[3]  = rd__data[31:24];
-  assign \rd__data[2]  = rd__data[23:16];
-  assign \rd__data[1]  = rd__data[15:8];
-  assign \rd__data[0]  = rd__data[7:0];
   assign \w1_0[3]  = w1_0[31:24];
   assign \w1_0[2]  = w1_0[23:16];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[0]  = w1_0[7:0];
+  assign \port__data[3]  = port__data[31:24];
+  assign \port__data[2]  = port__data[23:16];
+  assign \port__data[1]  = port__data[15:8];
+  assign \port__data[0]  = port__data[7:0];
+  assign \w0_0[3]  = w0_0[31:24];
+  assign \w0_0[2]  = w0_0[23:16];
+  assign \w0_0[1]  = w0_0[15:8];
+  assign \w0_0[0]  = w0_0[7:0];
   assign \st7.bias_g  = st7[33:32];
   assign \st7.end  = st7[31];
   assign \st7.fire_k  = st7[30:29];
@@ -15330,9 +15402,9 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
   assign \st0.cur  = st0[2];
   assign \st0.kind  = st0[1];
   assign \st0.valid  = st0[0];
-  assign _249_[0] = \$signature__en ;
-  assign _243_[6:0] = \$signature__addr$61 ;
-  assign _241_[6:0] = \$signature__addr ;
+  assign _249_[0] = v_wr__en;
+  assign _243_[6:0] = v_wr__addr;
+  assign _241_[6:0] = \port__addr$58 ;
   assign \push__payload.end  = entry7[10];
   assign \push__payload.x  = pos1;
   assign \push__payload.y  = pos2;
@@ -15342,10 +15414,10 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
   assign \push__payload.counts[1]  = entry7[1];
   assign \push__payload.counts[0]  = entry7[0];
   assign \push__payload.counts  = entry7[3:0];
-  assign \$signature__data$62[3]  = res7[71:54];
-  assign \$signature__data$62[2]  = res7[53:36];
-  assign \$signature__data$62[1]  = res7[35:18];
-  assign \$signature__data$62[0]  = res7[17:0];
+  assign \v_wr__data[3]  = res7[71:54];
+  assign \v_wr__data[2]  = res7[53:36];
+  assign \v_wr__data[1]  = res7[35:18];
+  assign \v_wr__data[0]  = res7[17:0];
   assign \r[3]  = r6[75:57];
   assign \r[2]  = r6[56:38];
   assign \r[1]  = r6[37:19];
@@ -15383,14 +15455,14 @@ module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__pa
   assign \counts[3]  = counts[3];
   assign push__payload = { entry7[10], pos1, pos2, pos0, entry7[3:0] };
   assign push__valid = push7;
-  assign \$signature__data$62  = res7;
+  assign v_wr__data = res7;
   assign r = r6;
   assign s6 = st6;
   assign s5 = st5;
   assign val = val5;
-  assign b_rd__addr = st2[33:32];
-  assign rd__addr = st0[21:10];
-  assign \$signal$48  = { st6[31], 6'h00, counts };
+  assign \port__addr$59  = st2[33:32];
+  assign port__addr = st0[21:10];
+  assign \$signal$51  = { st6[31], 6'h00, counts };
   assign c_raw = 4'h0;
   assign cres7 = 4'h0;
 endmodule
@@ -16782,9 +16854,9 @@ module \digits_cnn_ilif.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready,
   wire _057_;
   wire [6:0] _058_;
   wire [4:0] _059_;
-  wire [1:0] _060_;
-  wire [1:0] _061_;
-  wire [3:0] _062_;
+  wire [3:0] _060_;
+  wire _061_;
+  wire _062_;
   wire _063_;
   wire _064_;
   wire _065_;
@@ -16893,10 +16965,10 @@ module \digits_cnn_ilif.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready,
   wire _168_;
   wire _169_;
   wire _170_;
-  wire _171_;
-  wire _172_;
-  wire [6:0] _173_;
-  wire [4:0] _174_;
+  wire [6:0] _171_;
+  wire [4:0] _172_;
+  wire _173_;
+  wire _174_;
   wire _175_;
   wire _176_;
   wire _177_;
@@ -16907,8 +16979,8 @@ module \digits_cnn_ilif.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready,
   wire _182_;
   wire _183_;
   wire _184_;
-  wire _185_;
-  wire _186_;
+  wire [2:0] _185_;
+  wire [2:0] _186_;
   wire [2:0] _187_;
   wire [2:0] _188_;
   wire [2:0] _189_;
@@ -16917,16 +16989,16 @@ module \digits_cnn_ilif.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready,
   wire [2:0] _192_;
   wire [2:0] _193_;
   wire [2:0] _194_;
-  wire [2:0] _195_;
-  wire [2:0] _196_;
+  wire [11:0] _195_;
+  wire [11:0] _196_;
   wire [11:0] _197_;
   wire [11:0] _198_;
-  wire [11:0] _199_;
-  wire [11:0] _200_;
+  wire [5:0] _199_;
+  wire [5:0] _200_;
   wire [5:0] _201_;
   wire [5:0] _202_;
-  wire [5:0] _203_;
-  wire [5:0] _204_;
+  wire [1:0] _203_;
+  wire [1:0] _204_;
   wire [1:0] _205_;
   wire [1:0] _206_;
   reg [5:0] \$like  = 6'h00;
@@ -17031,14 +17103,12 @@ module \digits_cnn_ilif.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready,
   assign _016_ = _015_ == 1'h1;
   assign _018_ = _017_ == 1'h1;
   assign _023_ = | _022_;
-  assign _060_ = _057_ ? _206_ : _205_;
-  assign _061_ = _050_ ? _205_ : _060_;
-  assign _044_ = rst ? 2'h0 : _061_;
-  assign _062_ = _039_ ? i__payload[14:11] : shift;
-  assign _043_ = rst ? 4'h0 : _062_;
-  assign _063_ = _039_ ? i__payload[10] : \$like$6 ;
-  assign _042_ = rst ? 1'h0 : _063_;
-  function [2:0] _262_;
+  assign _044_ = rst ? 2'h0 : _206_;
+  assign _060_ = _039_ ? i__payload[14:11] : shift;
+  assign _043_ = rst ? 4'h0 : _060_;
+  assign _061_ = _039_ ? i__payload[10] : \$like$6 ;
+  assign _042_ = rst ? 1'h0 : _061_;
+  function [2:0] _260_;
     input [2:0] a;
     input [23:0] b;
     input [7:0] s;
@@ -17046,35 +17116,35 @@ module \digits_cnn_ilif.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _262_ = b[2:0];
+        _260_ = b[2:0];
       8'b??????1?:
-        _262_ = b[5:3];
+        _260_ = b[5:3];
       8'b?????1??:
-        _262_ = b[8:6];
+        _260_ = b[8:6];
       8'b????1???:
-        _262_ = b[11:9];
+        _260_ = b[11:9];
       8'b???1????:
-        _262_ = b[14:12];
+        _260_ = b[14:12];
       8'b??1?????:
-        _262_ = b[17:15];
+        _260_ = b[17:15];
       8'b?1??????:
-        _262_ = b[20:18];
+        _260_ = b[20:18];
       8'b1???????:
-        _262_ = b[23:21];
+        _260_ = b[23:21];
       default:
-        _262_ = a;
+        _260_ = a;
     endcase
   endfunction
-  assign _024_ = _262_(3'hx, 24'h49b6d2, { _071_, _070_, _069_, _068_, _067_, _066_, _065_, _064_ });
-  assign _064_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _065_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _066_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _067_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _068_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _069_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _070_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _071_ = ! (* full_case = 32'd1 *) i__payload[9:7];
-  function [2:0] _271_;
+  assign _024_ = _260_(3'hx, 24'h49b6d2, { _069_, _068_, _067_, _066_, _065_, _064_, _063_, _062_ });
+  assign _062_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _063_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _064_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _065_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _066_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _067_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _068_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _069_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [2:0] _269_;
     input [2:0] a;
     input [23:0] b;
     input [7:0] s;
@@ -17082,35 +17152,35 @@ module \digits_cnn_ilif.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _271_ = b[2:0];
+        _269_ = b[2:0];
       8'b??????1?:
-        _271_ = b[5:3];
+        _269_ = b[5:3];
       8'b?????1??:
-        _271_ = b[8:6];
+        _269_ = b[8:6];
       8'b????1???:
-        _271_ = b[11:9];
+        _269_ = b[11:9];
       8'b???1????:
-        _271_ = b[14:12];
+        _269_ = b[14:12];
       8'b??1?????:
-        _271_ = b[17:15];
+        _269_ = b[17:15];
       8'b?1??????:
-        _271_ = b[20:18];
+        _269_ = b[20:18];
       8'b1???????:
-        _271_ = b[23:21];
+        _269_ = b[23:21];
       default:
-        _271_ = a;
+        _269_ = a;
     endcase
   endfunction
-  assign _022_ = _271_(3'hx, 24'h49b6d2, { _079_, _078_, _077_, _076_, _075_, _074_, _073_, _072_ });
-  assign _072_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _073_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _074_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _075_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _076_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _077_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _078_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _079_ = ! (* full_case = 32'd1 *) i__payload[6:4];
-  function [6:0] _280_;
+  assign _022_ = _269_(3'hx, 24'h49b6d2, { _077_, _076_, _075_, _074_, _073_, _072_, _071_, _070_ });
+  assign _070_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _071_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _072_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _073_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _074_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _075_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _076_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _077_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [6:0] _278_;
     input [6:0] a;
     input [55:0] b;
     input [7:0] s;
@@ -17118,35 +17188,35 @@ module \digits_cnn_ilif.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _280_ = b[6:0];
+        _278_ = b[6:0];
       8'b??????1?:
-        _280_ = b[13:7];
+        _278_ = b[13:7];
       8'b?????1??:
-        _280_ = b[20:14];
+        _278_ = b[20:14];
       8'b????1???:
-        _280_ = b[27:21];
+        _278_ = b[27:21];
       8'b???1????:
-        _280_ = b[34:28];
+        _278_ = b[34:28];
       8'b??1?????:
-        _280_ = b[41:35];
+        _278_ = b[41:35];
       8'b?1??????:
-        _280_ = b[48:42];
+        _278_ = b[48:42];
       8'b1???????:
-        _280_ = b[55:49];
+        _278_ = b[55:49];
       default:
-        _280_ = a;
+        _278_ = a;
     endcase
   endfunction
-  assign _021_ = _280_(7'hxx, 56'hab56eddbb76ad5, { _087_, _086_, _085_, _084_, _083_, _082_, _081_, _080_ });
-  assign _080_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _081_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _082_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _083_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _084_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _085_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _086_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _087_ = ! (* full_case = 32'd1 *) i__payload[9:7];
-  function [4:0] _289_;
+  assign _021_ = _278_(7'hxx, 56'hab56eddbb76ad5, { _085_, _084_, _083_, _082_, _081_, _080_, _079_, _078_ });
+  assign _078_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _079_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _080_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _081_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _082_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _083_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _084_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _085_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [4:0] _287_;
     input [4:0] a;
     input [39:0] b;
     input [7:0] s;
@@ -17154,35 +17224,35 @@ module \digits_cnn_ilif.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _289_ = b[4:0];
+        _287_ = b[4:0];
       8'b??????1?:
-        _289_ = b[9:5];
+        _287_ = b[9:5];
       8'b?????1??:
-        _289_ = b[14:10];
+        _287_ = b[14:10];
       8'b????1???:
-        _289_ = b[19:15];
+        _287_ = b[19:15];
       8'b???1????:
-        _289_ = b[24:20];
+        _287_ = b[24:20];
       8'b??1?????:
-        _289_ = b[29:25];
+        _287_ = b[29:25];
       8'b?1??????:
-        _289_ = b[34:30];
+        _287_ = b[34:30];
       8'b1???????:
-        _289_ = b[39:35];
+        _287_ = b[39:35];
       default:
-        _289_ = a;
+        _287_ = a;
     endcase
   endfunction
-  assign _019_ = _289_(5'hxx, 40'h4a4a529529, { _095_, _094_, _093_, _092_, _091_, _090_, _089_, _088_ });
-  assign _088_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _089_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _090_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _091_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _092_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _093_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _094_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _095_ = ! (* full_case = 32'd1 *) i__payload[9:7];
-  function [2:0] _298_;
+  assign _019_ = _287_(5'hxx, 40'h4a4a529529, { _093_, _092_, _091_, _090_, _089_, _088_, _087_, _086_ });
+  assign _086_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _087_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _088_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _089_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _090_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _091_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _092_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _093_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [2:0] _296_;
     input [2:0] a;
     input [23:0] b;
     input [7:0] s;
@@ -17190,35 +17260,35 @@ module \digits_cnn_ilif.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _298_ = b[2:0];
+        _296_ = b[2:0];
       8'b??????1?:
-        _298_ = b[5:3];
+        _296_ = b[5:3];
       8'b?????1??:
-        _298_ = b[8:6];
+        _296_ = b[8:6];
       8'b????1???:
-        _298_ = b[11:9];
+        _296_ = b[11:9];
       8'b???1????:
-        _298_ = b[14:12];
+        _296_ = b[14:12];
       8'b??1?????:
-        _298_ = b[17:15];
+        _296_ = b[17:15];
       8'b?1??????:
-        _298_ = b[20:18];
+        _296_ = b[20:18];
       8'b1???????:
-        _298_ = b[23:21];
+        _296_ = b[23:21];
       default:
-        _298_ = a;
+        _296_ = a;
     endcase
   endfunction
-  assign _017_ = _298_(3'hx, 24'h49b6d2, { _103_, _102_, _101_, _100_, _099_, _098_, _097_, _096_ });
-  assign _096_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _097_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _098_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _099_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _100_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _101_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _102_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _103_ = ! (* full_case = 32'd1 *) i__payload[6:4];
-  function [2:0] _307_;
+  assign _017_ = _296_(3'hx, 24'h49b6d2, { _101_, _100_, _099_, _098_, _097_, _096_, _095_, _094_ });
+  assign _094_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _095_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _096_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _097_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _098_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _099_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _100_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _101_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [2:0] _305_;
     input [2:0] a;
     input [23:0] b;
     input [7:0] s;
@@ -17226,35 +17296,35 @@ module \digits_cnn_ilif.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _307_ = b[2:0];
+        _305_ = b[2:0];
       8'b??????1?:
-        _307_ = b[5:3];
+        _305_ = b[5:3];
       8'b?????1??:
-        _307_ = b[8:6];
+        _305_ = b[8:6];
       8'b????1???:
-        _307_ = b[11:9];
+        _305_ = b[11:9];
       8'b???1????:
-        _307_ = b[14:12];
+        _305_ = b[14:12];
       8'b??1?????:
-        _307_ = b[17:15];
+        _305_ = b[17:15];
       8'b?1??????:
-        _307_ = b[20:18];
+        _305_ = b[20:18];
       8'b1???????:
-        _307_ = b[23:21];
+        _305_ = b[23:21];
       default:
-        _307_ = a;
+        _305_ = a;
     endcase
   endfunction
-  assign _015_ = _307_(3'hx, 24'h49b6d2, { _111_, _110_, _109_, _108_, _107_, _106_, _105_, _104_ });
-  assign _104_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _105_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _106_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _107_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _108_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _109_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _110_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _111_ = ! (* full_case = 32'd1 *) i__payload[9:7];
-  function [2:0] _316_;
+  assign _015_ = _305_(3'hx, 24'h49b6d2, { _109_, _108_, _107_, _106_, _105_, _104_, _103_, _102_ });
+  assign _102_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _103_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _104_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _105_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _106_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _107_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _108_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _109_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [2:0] _314_;
     input [2:0] a;
     input [23:0] b;
     input [7:0] s;
@@ -17262,35 +17332,35 @@ module \digits_cnn_ilif.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _316_ = b[2:0];
+        _314_ = b[2:0];
       8'b??????1?:
-        _316_ = b[5:3];
+        _314_ = b[5:3];
       8'b?????1??:
-        _316_ = b[8:6];
+        _314_ = b[8:6];
       8'b????1???:
-        _316_ = b[11:9];
+        _314_ = b[11:9];
       8'b???1????:
-        _316_ = b[14:12];
+        _314_ = b[14:12];
       8'b??1?????:
-        _316_ = b[17:15];
+        _314_ = b[17:15];
       8'b?1??????:
-        _316_ = b[20:18];
+        _314_ = b[20:18];
       8'b1???????:
-        _316_ = b[23:21];
+        _314_ = b[23:21];
       default:
-        _316_ = a;
+        _314_ = a;
     endcase
   endfunction
-  assign _013_ = _316_(3'hx, 24'h49b6d2, { _119_, _118_, _117_, _116_, _115_, _114_, _113_, _112_ });
-  assign _112_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _113_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _114_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _115_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _116_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _117_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _118_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _119_ = ! (* full_case = 32'd1 *) i__payload[9:7];
-  function [2:0] _325_;
+  assign _013_ = _314_(3'hx, 24'h49b6d2, { _117_, _116_, _115_, _114_, _113_, _112_, _111_, _110_ });
+  assign _110_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _111_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _112_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _113_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _114_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _115_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _116_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _117_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [2:0] _323_;
     input [2:0] a;
     input [23:0] b;
     input [7:0] s;
@@ -17298,35 +17368,35 @@ module \digits_cnn_ilif.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _325_ = b[2:0];
+        _323_ = b[2:0];
       8'b??????1?:
-        _325_ = b[5:3];
+        _323_ = b[5:3];
       8'b?????1??:
-        _325_ = b[8:6];
+        _323_ = b[8:6];
       8'b????1???:
-        _325_ = b[11:9];
+        _323_ = b[11:9];
       8'b???1????:
-        _325_ = b[14:12];
+        _323_ = b[14:12];
       8'b??1?????:
-        _325_ = b[17:15];
+        _323_ = b[17:15];
       8'b?1??????:
-        _325_ = b[20:18];
+        _323_ = b[20:18];
       8'b1???????:
-        _325_ = b[23:21];
+        _323_ = b[23:21];
       default:
-        _325_ = a;
+        _323_ = a;
     endcase
   endfunction
-  assign _011_ = _325_(3'hx, 24'h49b6d2, { _127_, _126_, _125_, _124_, _123_, _122_, _121_, _120_ });
-  assign _120_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _121_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _122_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _123_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _124_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _125_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _126_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _127_ = ! (* full_case = 32'd1 *) i__payload[6:4];
-  function [2:0] _334_;
+  assign _011_ = _323_(3'hx, 24'h49b6d2, { _125_, _124_, _123_, _122_, _121_, _120_, _119_, _118_ });
+  assign _118_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _119_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _120_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _121_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _122_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _123_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _124_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _125_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [2:0] _332_;
     input [2:0] a;
     input [23:0] b;
     input [7:0] s;
@@ -17334,35 +17404,35 @@ module \digits_cnn_ilif.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _334_ = b[2:0];
+        _332_ = b[2:0];
       8'b??????1?:
-        _334_ = b[5:3];
+        _332_ = b[5:3];
       8'b?????1??:
-        _334_ = b[8:6];
+        _332_ = b[8:6];
       8'b????1???:
-        _334_ = b[11:9];
+        _332_ = b[11:9];
       8'b???1????:
-        _334_ = b[14:12];
+        _332_ = b[14:12];
       8'b??1?????:
-        _334_ = b[17:15];
+        _332_ = b[17:15];
       8'b?1??????:
-        _334_ = b[20:18];
+        _332_ = b[20:18];
       8'b1???????:
-        _334_ = b[23:21];
+        _332_ = b[23:21];
       default:
-        _334_ = a;
+        _332_ = a;
     endcase
   endfunction
-  assign _008_ = _334_(3'hx, 24'h49b6d2, { _135_, _134_, _133_, _132_, _131_, _130_, _129_, _128_ });
-  assign _128_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _129_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _130_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _131_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _132_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _133_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _134_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _135_ = ! (* full_case = 32'd1 *) i__payload[9:7];
-  function [5:0] _343_;
+  assign _008_ = _332_(3'hx, 24'h49b6d2, { _133_, _132_, _131_, _130_, _129_, _128_, _127_, _126_ });
+  assign _126_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _127_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _128_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _129_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _130_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _131_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _132_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _133_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [5:0] _341_;
     input [5:0] a;
     input [47:0] b;
     input [7:0] s;
@@ -17370,35 +17440,35 @@ module \digits_cnn_ilif.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _343_ = b[5:0];
+        _341_ = b[5:0];
       8'b??????1?:
-        _343_ = b[11:6];
+        _341_ = b[11:6];
       8'b?????1??:
-        _343_ = b[17:12];
+        _341_ = b[17:12];
       8'b????1???:
-        _343_ = b[23:18];
+        _341_ = b[23:18];
       8'b???1????:
-        _343_ = b[29:24];
+        _341_ = b[29:24];
       8'b??1?????:
-        _343_ = b[35:30];
+        _341_ = b[35:30];
       8'b?1??????:
-        _343_ = b[41:36];
+        _341_ = b[41:36];
       8'b1???????:
-        _343_ = b[47:42];
+        _341_ = b[47:42];
       default:
-        _343_ = a;
+        _341_ = a;
     endcase
   endfunction
-  assign _006_ = _343_(6'hxx, 48'h20c414414414, { _143_, _142_, _141_, _140_, _139_, _138_, _137_, _136_ });
-  assign _136_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _137_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _138_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _139_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _140_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _141_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _142_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _143_ = ! (* full_case = 32'd1 *) i__payload[9:7];
-  function [7:0] _352_;
+  assign _006_ = _341_(6'hxx, 48'h20c414414414, { _141_, _140_, _139_, _138_, _137_, _136_, _135_, _134_ });
+  assign _134_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _135_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _136_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _137_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _138_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _139_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _140_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _141_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [7:0] _350_;
     input [7:0] a;
     input [63:0] b;
     input [7:0] s;
@@ -17406,35 +17476,35 @@ module \digits_cnn_ilif.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _352_ = b[7:0];
+        _350_ = b[7:0];
       8'b??????1?:
-        _352_ = b[15:8];
+        _350_ = b[15:8];
       8'b?????1??:
-        _352_ = b[23:16];
+        _350_ = b[23:16];
       8'b????1???:
-        _352_ = b[31:24];
+        _350_ = b[31:24];
       8'b???1????:
-        _352_ = b[39:32];
+        _350_ = b[39:32];
       8'b??1?????:
-        _352_ = b[47:40];
+        _350_ = b[47:40];
       8'b?1??????:
-        _352_ = b[55:48];
+        _350_ = b[55:48];
       8'b1???????:
-        _352_ = b[63:56];
+        _350_ = b[63:56];
       default:
-        _352_ = a;
+        _350_ = a;
     endcase
   endfunction
-  assign _004_ = _352_(8'hxx, 64'h3048607860786078, { _151_, _150_, _149_, _148_, _147_, _146_, _145_, _144_ });
-  assign _144_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _145_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _146_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _147_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _148_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _149_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _150_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _151_ = ! (* full_case = 32'd1 *) i__payload[6:4];
-  function [4:0] _361_;
+  assign _004_ = _350_(8'hxx, 64'h3048607860786078, { _149_, _148_, _147_, _146_, _145_, _144_, _143_, _142_ });
+  assign _142_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _143_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _144_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _145_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _146_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _147_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _148_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _149_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [4:0] _359_;
     input [4:0] a;
     input [39:0] b;
     input [7:0] s;
@@ -17442,35 +17512,35 @@ module \digits_cnn_ilif.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _361_ = b[4:0];
+        _359_ = b[4:0];
       8'b??????1?:
-        _361_ = b[9:5];
+        _359_ = b[9:5];
       8'b?????1??:
-        _361_ = b[14:10];
+        _359_ = b[14:10];
       8'b????1???:
-        _361_ = b[19:15];
+        _359_ = b[19:15];
       8'b???1????:
-        _361_ = b[24:20];
+        _359_ = b[24:20];
       8'b??1?????:
-        _361_ = b[29:25];
+        _359_ = b[29:25];
       8'b?1??????:
-        _361_ = b[34:30];
+        _359_ = b[34:30];
       8'b1???????:
-        _361_ = b[39:35];
+        _359_ = b[39:35];
       default:
-        _361_ = a;
+        _359_ = a;
     endcase
   endfunction
-  assign _059_ = _361_(5'hxx, 40'h0000021108, { _159_, _158_, _157_, _156_, _155_, _154_, _153_, _152_ });
-  assign _152_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _153_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _154_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _155_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _156_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _157_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _158_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _159_ = ! (* full_case = 32'd1 *) i__payload[9:7];
-  function [6:0] _370_;
+  assign _059_ = _359_(5'hxx, 40'h0000021108, { _157_, _156_, _155_, _154_, _153_, _152_, _151_, _150_ });
+  assign _150_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _151_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _152_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _153_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _154_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _155_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _156_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _157_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [6:0] _368_;
     input [6:0] a;
     input [55:0] b;
     input [7:0] s;
@@ -17478,84 +17548,86 @@ module \digits_cnn_ilif.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _370_ = b[6:0];
+        _368_ = b[6:0];
       8'b??????1?:
-        _370_ = b[13:7];
+        _368_ = b[13:7];
       8'b?????1??:
-        _370_ = b[20:14];
+        _368_ = b[20:14];
       8'b????1???:
-        _370_ = b[27:21];
+        _368_ = b[27:21];
       8'b???1????:
-        _370_ = b[34:28];
+        _368_ = b[34:28];
       8'b??1?????:
-        _370_ = b[41:35];
+        _368_ = b[41:35];
       8'b?1??????:
-        _370_ = b[48:42];
+        _368_ = b[48:42];
       8'b1???????:
-        _370_ = b[55:49];
+        _368_ = b[55:49];
       default:
-        _370_ = a;
+        _368_ = a;
     endcase
   endfunction
-  assign _058_ = _370_(7'hxx, 56'h00000002041020, { _167_, _166_, _165_, _164_, _163_, _162_, _161_, _160_ });
-  assign _160_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _161_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _162_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _163_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _164_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _165_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _166_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _167_ = ! (* full_case = 32'd1 *) i__payload[6:4];
-  assign _168_ = last_y ? (* full_case = 32'd1 *) 1'h0 : o__valid;
-  assign _169_ = \$signal  ? (* full_case = 32'd1 *) _168_ : o__valid;
-  assign _170_ = last_g ? (* full_case = 32'd1 *) _169_ : o__valid;
-  assign _171_ = _057_ ? _170_ : o__valid;
-  assign _172_ = _050_ ? _026_ : _171_;
-  assign _056_ = rst ? 1'h0 : _172_;
-  assign _173_ = _050_ ? _021_ : w_step;
-  assign _055_ = rst ? 7'h00 : _173_;
-  assign _174_ = _050_ ? _019_ : r_step;
-  assign _054_ = rst ? 5'h00 : _174_;
-  assign _175_ = last_y ? last_y : _041_;
-  assign _176_ = \$signal  ? (* full_case = 32'd1 *) _175_ : last_y;
-  assign _177_ = last_g ? (* full_case = 32'd1 *) _176_ : last_y;
-  assign _178_ = _057_ ? _177_ : last_y;
-  assign _179_ = _050_ ? _018_ : _178_;
-  assign _053_ = rst ? 1'h0 : _179_;
-  assign _180_ = \$signal  ? (* full_case = 32'd1 *) _038_ : _035_;
-  assign _181_ = last_g ? (* full_case = 32'd1 *) _180_ : \$signal ;
-  assign _182_ = _057_ ? _181_ : \$signal ;
-  assign _183_ = _050_ ? _016_ : _182_;
-  assign _052_ = rst ? 1'h0 : _183_;
-  assign _184_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _031_;
-  assign _185_ = _057_ ? _184_ : last_g;
-  assign _186_ = _050_ ? 1'h0 : _185_;
-  assign _051_ = rst ? 1'h0 : _186_;
-  assign _187_ = _050_ ? _014_[2:0] : xn;
-  assign _049_ = rst ? 3'h0 : _187_;
-  assign _188_ = last_y ? ys : _040_[2:0];
-  assign _189_ = \$signal  ? (* full_case = 32'd1 *) _188_ : ys;
-  assign _190_ = last_g ? (* full_case = 32'd1 *) _189_ : ys;
-  assign _191_ = _057_ ? _190_ : ys;
-  assign _192_ = _050_ ? _012_[2:0] : _191_;
-  assign _048_ = rst ? 3'h0 : _192_;
-  assign _193_ = \$signal  ? (* full_case = 32'd1 *) xn : _032_[2:0];
-  assign _194_ = last_g ? (* full_case = 32'd1 *) _193_ : xs;
-  assign _195_ = _057_ ? _194_ : xs;
-  assign _196_ = _050_ ? _010_[2:0] : _195_;
-  assign _047_ = rst ? 3'h0 : _196_;
-  assign _197_ = \$signal  ? (* full_case = 32'd1 *) _037_[11:0] : _034_[11:0];
-  assign _198_ = last_g ? (* full_case = 32'd1 *) _197_ : _029_[11:0];
-  assign _199_ = _057_ ? _198_ : waddr;
-  assign _200_ = _050_ ? _007_[11:0] : _199_;
-  assign _046_ = rst ? 12'h000 : _200_;
-  assign _201_ = \$signal  ? (* full_case = 32'd1 *) _036_[5:0] : _033_[5:0];
-  assign _202_ = last_g ? (* full_case = 32'd1 *) _201_ : _028_[5:0];
-  assign _203_ = _057_ ? _202_ : \$like ;
-  assign _204_ = _050_ ? _001_[5:0] : _203_;
-  assign _045_ = rst ? 6'h00 : _204_;
-  assign _205_ = _039_ ? 2'h0 : g;
-  assign _206_ = last_g ? (* full_case = 32'd1 *) 2'h0 : _027_[1:0];
+  assign _058_ = _368_(7'hxx, 56'h00000002041020, { _165_, _164_, _163_, _162_, _161_, _160_, _159_, _158_ });
+  assign _158_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _159_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _160_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _161_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _162_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _163_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _164_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _165_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  assign _166_ = last_y ? (* full_case = 32'd1 *) 1'h0 : o__valid;
+  assign _167_ = \$signal  ? (* full_case = 32'd1 *) _166_ : o__valid;
+  assign _168_ = last_g ? (* full_case = 32'd1 *) _167_ : o__valid;
+  assign _169_ = _057_ ? _168_ : o__valid;
+  assign _170_ = _050_ ? _026_ : _169_;
+  assign _056_ = rst ? 1'h0 : _170_;
+  assign _171_ = _050_ ? _021_ : w_step;
+  assign _055_ = rst ? 7'h00 : _171_;
+  assign _172_ = _050_ ? _019_ : r_step;
+  assign _054_ = rst ? 5'h00 : _172_;
+  assign _173_ = last_y ? last_y : _041_;
+  assign _174_ = \$signal  ? (* full_case = 32'd1 *) _173_ : last_y;
+  assign _175_ = last_g ? (* full_case = 32'd1 *) _174_ : last_y;
+  assign _176_ = _057_ ? _175_ : last_y;
+  assign _177_ = _050_ ? _018_ : _176_;
+  assign _053_ = rst ? 1'h0 : _177_;
+  assign _178_ = \$signal  ? (* full_case = 32'd1 *) _038_ : _035_;
+  assign _179_ = last_g ? (* full_case = 32'd1 *) _178_ : \$signal ;
+  assign _180_ = _057_ ? _179_ : \$signal ;
+  assign _181_ = _050_ ? _016_ : _180_;
+  assign _052_ = rst ? 1'h0 : _181_;
+  assign _182_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _031_;
+  assign _183_ = _057_ ? _182_ : last_g;
+  assign _184_ = _050_ ? 1'h0 : _183_;
+  assign _051_ = rst ? 1'h0 : _184_;
+  assign _185_ = _050_ ? _014_[2:0] : xn;
+  assign _049_ = rst ? 3'h0 : _185_;
+  assign _186_ = last_y ? ys : _040_[2:0];
+  assign _187_ = \$signal  ? (* full_case = 32'd1 *) _186_ : ys;
+  assign _188_ = last_g ? (* full_case = 32'd1 *) _187_ : ys;
+  assign _189_ = _057_ ? _188_ : ys;
+  assign _190_ = _050_ ? _012_[2:0] : _189_;
+  assign _048_ = rst ? 3'h0 : _190_;
+  assign _191_ = \$signal  ? (* full_case = 32'd1 *) xn : _032_[2:0];
+  assign _192_ = last_g ? (* full_case = 32'd1 *) _191_ : xs;
+  assign _193_ = _057_ ? _192_ : xs;
+  assign _194_ = _050_ ? _010_[2:0] : _193_;
+  assign _047_ = rst ? 3'h0 : _194_;
+  assign _195_ = \$signal  ? (* full_case = 32'd1 *) _037_[11:0] : _034_[11:0];
+  assign _196_ = last_g ? (* full_case = 32'd1 *) _195_ : _029_[11:0];
+  assign _197_ = _057_ ? _196_ : waddr;
+  assign _198_ = _050_ ? _007_[11:0] : _197_;
+  assign _046_ = rst ? 12'h000 : _198_;
+  assign _199_ = \$signal  ? (* full_case = 32'd1 *) _036_[5:0] : _033_[5:0];
+  assign _200_ = last_g ? (* full_case = 32'd1 *) _199_ : _028_[5:0];
+  assign _201_ = _057_ ? _200_ : \$like ;
+  assign _202_ = _050_ ? _001_[5:0] : _201_;
+  assign _045_ = rst ? 6'h00 : _202_;
+  assign _203_ = _039_ ? 2'h0 : g;
+  assign _204_ = last_g ? (* full_case = 32'd1 *) 2'h0 : _027_[1:0];
+  assign _205_ = _057_ ? _204_ : _203_;
+  assign _206_ = _050_ ? _203_ : _205_;
   assign \i__payload.shift  = i__payload[14:11];
   assign \i__payload.count  = i__payload[10];
   assign \i__payload.x  = i__payload[9:7];
@@ -18208,18 +18280,18 @@ module \digits_cnn_ilif.engine_fc.datapath (rst, dropped, ops__valid, ops__paylo
   wire [26:0] _225_;
   wire [26:0] _226_;
   wire [26:0] _227_;
-  wire [31:0] _228_;
+  wire [10:0] _228_;
   wire [10:0] _229_;
   wire [10:0] _230_;
   wire _231_;
   wire [10:0] _232_;
-  wire [10:0] _233_;
-  wire [43:0] _234_;
-  wire [71:0] _235_;
-  wire [39:0] _236_;
+  wire [43:0] _233_;
+  wire [71:0] _234_;
+  wire [39:0] _235_;
+  wire [71:0] _236_;
   wire [71:0] _237_;
-  wire [71:0] _238_;
-  wire [3:0] _239_;
+  wire [3:0] _238_;
+  wire _239_;
   wire _240_;
   wire _241_;
   wire _242_;
@@ -18230,17 +18302,17 @@ module \digits_cnn_ilif.engine_fc.datapath (rst, dropped, ops__valid, ops__paylo
   wire _247_;
   wire _248_;
   wire _249_;
-  wire _250_;
-  wire [9:0] _251_;
+  wire [9:0] _250_;
+  wire [7:0] _251_;
   wire _252_;
-  wire [7:0] _253_;
-  wire [75:0] _254_;
-  wire [71:0] _255_;
-  wire [73:0] _256_;
+  wire [75:0] _253_;
+  wire [71:0] _254_;
+  wire [73:0] _255_;
+  wire _256_;
   wire _257_;
   wire _258_;
-  wire _259_;
-  wire [10:0] _260_;
+  wire [10:0] _259_;
+  wire _260_;
   wire _261_;
   wire _262_;
   wire _263_;
@@ -18292,11 +18364,10 @@ module \digits_cnn_ilif.engine_fc.datapath (rst, dropped, ops__valid, ops__paylo
   wire _309_;
   wire _310_;
   wire _311_;
-  wire _312_;
+  wire [10:0] _312_;
   wire [10:0] _313_;
   wire [10:0] _314_;
   wire [10:0] _315_;
-  wire [10:0] _316_;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39" *)
   wire [39:0] \$like ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
@@ -18308,39 +18379,26 @@ module \digits_cnn_ilif.engine_fc.datapath (rst, dropped, ops__valid, ops__paylo
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \$like[3] ;
   reg [71:0] \$signal  = 72'h000000000000000000;
-  reg [39:0] \$signal$21  = 40'h0000000000;
-  wire [9:0] \$signal$21[0] ;
-  wire [9:0] \$signal$21[1] ;
-  wire [9:0] \$signal$21[2] ;
-  wire [9:0] \$signal$21[3] ;
+  reg [39:0] \$signal$25  = 40'h0000000000;
+  wire [9:0] \$signal$25[0] ;
+  wire [9:0] \$signal$25[1] ;
+  wire [9:0] \$signal$25[2] ;
+  wire [9:0] \$signal$25[3] ;
   (* unused_bits = "6 9" *)
-  reg [9:0] \$signal$39  = 10'h000;
+  reg [9:0] \$signal$42  = 10'h000;
   (* unused_bits = "4 7" *)
-  reg [7:0] \$signal$40  = 8'h00;
-  wire [73:0] \$signal$48 ;
-  wire [1:0] \$signal$48.addr ;
-  wire [71:0] \$signal$48.values ;
-  wire [17:0] \$signal$48.values[0] ;
-  wire [17:0] \$signal$48.values[1] ;
-  wire [17:0] \$signal$48.values[2] ;
-  wire [17:0] \$signal$48.values[3] ;
+  reg [7:0] \$signal$43  = 8'h00;
+  wire [73:0] \$signal$51 ;
+  wire [1:0] \$signal$51.addr ;
+  wire [71:0] \$signal$51.values ;
+  wire [17:0] \$signal$51.values[0] ;
+  wire [17:0] \$signal$51.values[1] ;
+  wire [17:0] \$signal$51.values[2] ;
+  wire [17:0] \$signal$51.values[3] ;
   wire [17:0] \$signal[0] ;
   wire [17:0] \$signal[1] ;
   wire [17:0] \$signal[2] ;
   wire [17:0] \$signal[3] ;
-  wire [1:0] \$signature__addr ;
-  wire [1:0] \$signature__addr$57 ;
-  wire [71:0] \$signature__data ;
-  wire [71:0] \$signature__data$58 ;
-  wire [17:0] \$signature__data$58[0] ;
-  wire [17:0] \$signature__data$58[1] ;
-  wire [17:0] \$signature__data$58[2] ;
-  wire [17:0] \$signature__data$58[3] ;
-  wire [17:0] \$signature__data[0] ;
-  wire [17:0] \$signature__data[1] ;
-  wire [17:0] \$signature__data[2] ;
-  wire [17:0] \$signature__data[3] ;
-  wire \$signature__en ;
   reg [43:0] addend = 44'h00000000000;
   wire [10:0] \addend[0] ;
   wire [10:0] \addend[1] ;
@@ -18356,12 +18414,12 @@ module \digits_cnn_ilif.engine_fc.datapath (rst, dropped, ops__valid, ops__paylo
   wire [9:0] \b6[2] ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \b6[3] ;
-  wire [1:0] b_rd__addr;
-  wire [39:0] b_rd__data;
-  wire [9:0] \b_rd__data[0] ;
-  wire [9:0] \b_rd__data[1] ;
-  wire [9:0] \b_rd__data[2] ;
-  wire [9:0] \b_rd__data[3] ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [39:0] b_rd = 40'h0000000000;
+  wire [9:0] \b_rd[0] ;
+  wire [9:0] \b_rd[1] ;
+  wire [9:0] \b_rd[2] ;
+  wire [9:0] \b_rd[3] ;
   wire [3:0] c_raw;
   wire \c_raw[0] ;
   wire \c_raw[1] ;
@@ -18420,6 +18478,24 @@ module \digits_cnn_ilif.engine_fc.datapath (rst, dropped, ops__valid, ops__paylo
   wire [9:0] \ops__payload.waddr ;
   input ops__valid;
   wire ops__valid;
+  wire [9:0] port__addr;
+  wire [1:0] \port__addr$54 ;
+  wire [1:0] \port__addr$55 ;
+  wire [31:0] port__data;
+  wire [71:0] \port__data$21 ;
+  wire [17:0] \port__data$21[0] ;
+  wire [17:0] \port__data$21[1] ;
+  wire [17:0] \port__data$21[2] ;
+  wire [17:0] \port__data$21[3] ;
+  wire [39:0] \port__data$23 ;
+  wire [9:0] \port__data$23[0] ;
+  wire [9:0] \port__data$23[1] ;
+  wire [9:0] \port__data$23[2] ;
+  wire [9:0] \port__data$23[3] ;
+  wire [7:0] \port__data[0] ;
+  wire [7:0] \port__data[1] ;
+  wire [7:0] \port__data[2] ;
+  wire [7:0] \port__data[3] ;
   output push7;
   reg push7 = 1'h0;
   wire [73:0] push__payload;
@@ -18440,12 +18516,6 @@ module \digits_cnn_ilif.engine_fc.datapath (rst, dropped, ops__valid, ops__paylo
   wire [18:0] \r[1] ;
   wire [18:0] \r[2] ;
   wire [18:0] \r[3] ;
-  wire [9:0] rd__addr;
-  wire [31:0] rd__data;
-  wire [7:0] \rd__data[0] ;
-  wire [7:0] \rd__data[1] ;
-  wire [7:0] \rd__data[2] ;
-  wire [7:0] \rd__data[3] ;
   reg [71:0] res7 = 72'h000000000000000000;
   wire [17:0] \res7[0] ;
   wire [17:0] \res7[1] ;
@@ -18617,6 +18687,19 @@ module \digits_cnn_ilif.engine_fc.datapath (rst, dropped, ops__valid, ops__paylo
   wire \st7.valid ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \st7.waddr ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [71:0] v_rd = 72'h000000000000000000;
+  wire [17:0] \v_rd[0] ;
+  wire [17:0] \v_rd[1] ;
+  wire [17:0] \v_rd[2] ;
+  wire [17:0] \v_rd[3] ;
+  wire [1:0] v_wr__addr;
+  wire [71:0] v_wr__data;
+  wire [17:0] \v_wr__data[0] ;
+  wire [17:0] \v_wr__data[1] ;
+  wire [17:0] \v_wr__data[2] ;
+  wire [17:0] \v_wr__data[3] ;
+  wire v_wr__en;
   wire [75:0] val;
   reg [75:0] val5 = 76'h0000000000000000000;
   wire [18:0] \val5[0] ;
@@ -18632,6 +18715,13 @@ module \digits_cnn_ilif.engine_fc.datapath (rst, dropped, ops__valid, ops__paylo
   wire [17:0] \values[1] ;
   wire [17:0] \values[2] ;
   wire [17:0] \values[3] ;
+  (* hwsnn_no_init = 32'd1 *)
+  reg [31:0] w0_0 = 32'd0;
+  wire [7:0] \w0_0[0] ;
+  wire [7:0] \w0_0[1] ;
+  wire [7:0] \w0_0[2] ;
+  wire [7:0] \w0_0[3] ;
+  (* hwsnn_no_init = 32'd1 *)
   reg [31:0] w1_0 = 32'd0;
   wire [7:0] \w1_0[0] ;
   wire [7:0] \w1_0[1] ;
@@ -18647,11 +18737,8 @@ module \digits_cnn_ilif.engine_fc.datapath (rst, dropped, ops__valid, ops__paylo
     bmem[1] = 40'h1976ed76ca;
     bmem[2] = 40'h000001337e;
   end
-  reg [39:0] _677_;
-  always @(posedge clk) begin
-    _677_ <= bmem[st2[5:4]];
-  end
-  assign b_rd__data = _677_;
+  assign \port__data$23  = bmem[st2[5:4]];
+  (* no_rw_check = 32'd1 *)
   reg [71:0] vmem [2:0];
   initial begin
     vmem[0] = 72'h000000000000000000;
@@ -18659,14 +18746,10 @@ module \digits_cnn_ilif.engine_fc.datapath (rst, dropped, ops__valid, ops__paylo
     vmem[2] = 72'h000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en )
+    if (v_wr__en)
       vmem[st7[5:4]] <= res7;
   end
-  reg [71:0] _678_;
-  always @(posedge clk) begin
-    _678_ <= vmem[st2[5:4]];
-  end
-  assign \$signature__data  = _678_;
+  assign \port__data$21  = vmem[st2[5:4]];
   reg [31:0] wrom0 [767:0];
   initial begin
     wrom0[0] = 32'd486942651;
@@ -19438,15 +19521,11 @@ module \digits_cnn_ilif.engine_fc.datapath (rst, dropped, ops__valid, ops__paylo
     wrom0[766] = 32'd1139472401;
     wrom0[767] = 32'd56259;
   end
-  reg [31:0] _679_;
-  always @(posedge clk) begin
-    _679_ <= wrom0[st0[15:6]];
-  end
-  assign rd__data = _679_;
+  assign port__data = wrom0[st0[15:6]];
   assign _000_ = $signed(w1_0[7:0]) << st2[19:18];
   assign _099_ = $signed(w1_0[15:8]) << st2[19:18];
   assign _185_ = $signed(w1_0[23:16]) << st2[19:18];
-  assign _260_ = $signed(w1_0[31:24]) << st2[19:18];
+  assign _259_ = $signed(w1_0[31:24]) << st2[19:18];
   assign _001_ = st2[5:4] == st3[5:4];
   assign _010_ = ! st3[1];
   assign _020_ = _001_ & _010_;
@@ -19474,60 +19553,60 @@ module \digits_cnn_ilif.engine_fc.datapath (rst, dropped, ops__valid, ops__paylo
   assign _231_ = _186_ & _220_;
   assign _241_ = st2[5:4] == st4[5:4];
   assign _252_ = ! st4[1];
-  assign _258_ = _241_ & _252_;
-  assign _259_ = ! st4[1];
-  assign _261_ = _259_ & st4[2];
-  assign _262_ = st4[1] & st4[22];
-  assign _263_ = _261_ | _262_;
-  assign _264_ = st4[0] & _263_;
-  assign _265_ = _258_ & _264_;
-  assign _266_ = st2[5:4] == st5[5:4];
-  assign _267_ = ! st5[1];
-  assign _268_ = _267_ & st5[2];
-  assign _269_ = ~ _268_;
-  assign _270_ = st5[0] & _269_;
-  assign _271_ = _266_ & _270_;
-  assign _272_ = st2[5:4] == st5[5:4];
-  assign _273_ = ! st5[1];
-  assign _274_ = _273_ & st5[2];
-  assign _275_ = st5[1] & st5[22];
-  assign _276_ = _274_ | _275_;
-  assign _277_ = st5[0] & _276_;
-  assign _278_ = _272_ & _277_;
-  assign _279_ = st2[5:4] == st6[5:4];
-  assign _280_ = ! st6[1];
-  assign _281_ = _280_ & st6[2];
-  assign _282_ = ~ _281_;
-  assign _283_ = st6[0] & _282_;
-  assign _284_ = _279_ & _283_;
-  assign _285_ = st2[5:4] == st6[5:4];
-  assign _286_ = ! st6[1];
-  assign _287_ = _286_ & st6[2];
-  assign _288_ = st6[1] & st6[22];
-  assign _289_ = _287_ | _288_;
-  assign _290_ = st6[0] & _289_;
-  assign _291_ = _285_ & _290_;
-  assign _292_ = st2[5:4] == st7[5:4];
-  assign _293_ = ! st7[1];
-  assign _294_ = _293_ & st7[2];
-  assign _295_ = ~ _294_;
-  assign _296_ = st7[0] & _295_;
-  assign _297_ = _292_ & _296_;
-  assign _298_ = st2[5:4] == st7[5:4];
-  assign _299_ = ! st7[1];
-  assign _300_ = _299_ & st7[2];
-  assign _301_ = st7[1] & st7[22];
-  assign _302_ = _300_ | _301_;
-  assign _303_ = st7[0] & _302_;
-  assign _304_ = _298_ & _303_;
-  assign _305_ = ! st3[1];
-  assign _306_ = _305_ & st3[2];
-  assign _307_ = ~ _306_;
-  assign _308_ = hit_v1 & _307_;
-  assign _309_ = ! st3[1];
-  assign _310_ = _309_ & st3[2];
-  assign _311_ = hit_c1 & _310_;
-  assign _312_ = _308_ | _311_;
+  assign _257_ = _241_ & _252_;
+  assign _258_ = ! st4[1];
+  assign _260_ = _258_ & st4[2];
+  assign _261_ = st4[1] & st4[22];
+  assign _262_ = _260_ | _261_;
+  assign _263_ = st4[0] & _262_;
+  assign _264_ = _257_ & _263_;
+  assign _265_ = st2[5:4] == st5[5:4];
+  assign _266_ = ! st5[1];
+  assign _267_ = _266_ & st5[2];
+  assign _268_ = ~ _267_;
+  assign _269_ = st5[0] & _268_;
+  assign _270_ = _265_ & _269_;
+  assign _271_ = st2[5:4] == st5[5:4];
+  assign _272_ = ! st5[1];
+  assign _273_ = _272_ & st5[2];
+  assign _274_ = st5[1] & st5[22];
+  assign _275_ = _273_ | _274_;
+  assign _276_ = st5[0] & _275_;
+  assign _277_ = _271_ & _276_;
+  assign _278_ = st2[5:4] == st6[5:4];
+  assign _279_ = ! st6[1];
+  assign _280_ = _279_ & st6[2];
+  assign _281_ = ~ _280_;
+  assign _282_ = st6[0] & _281_;
+  assign _283_ = _278_ & _282_;
+  assign _284_ = st2[5:4] == st6[5:4];
+  assign _285_ = ! st6[1];
+  assign _286_ = _285_ & st6[2];
+  assign _287_ = st6[1] & st6[22];
+  assign _288_ = _286_ | _287_;
+  assign _289_ = st6[0] & _288_;
+  assign _290_ = _284_ & _289_;
+  assign _291_ = st2[5:4] == st7[5:4];
+  assign _292_ = ! st7[1];
+  assign _293_ = _292_ & st7[2];
+  assign _294_ = ~ _293_;
+  assign _295_ = st7[0] & _294_;
+  assign _296_ = _291_ & _295_;
+  assign _297_ = st2[5:4] == st7[5:4];
+  assign _298_ = ! st7[1];
+  assign _299_ = _298_ & st7[2];
+  assign _300_ = st7[1] & st7[22];
+  assign _301_ = _299_ | _300_;
+  assign _302_ = st7[0] & _301_;
+  assign _303_ = _297_ & _302_;
+  assign _304_ = ! st3[1];
+  assign _305_ = _304_ & st3[2];
+  assign _306_ = ~ _305_;
+  assign _307_ = hit_v1 & _306_;
+  assign _308_ = ! st3[1];
+  assign _309_ = _308_ & st3[2];
+  assign _310_ = hit_c1 & _309_;
+  assign _311_ = _307_ | _310_;
   assign _002_ = ~ hit_v1;
   assign _003_ = hit_v2 & _002_;
   assign _004_ = ! st3[1];
@@ -19605,112 +19684,112 @@ module \digits_cnn_ilif.engine_fc.datapath (rst, dropped, ops__valid, ops__paylo
   assign _084_ = ! st3[1];
   assign _085_ = ! st3[23];
   assign _086_ = st3[1] & _085_;
-  assign _087_ = \$signal$39 [0] ? val5[18:0] : 19'h00000;
-  assign _089_ = \$signal$39 [1] ? r6[18:0] : 19'h00000;
+  assign _087_ = \$signal$42 [0] ? val5[18:0] : 19'h00000;
+  assign _089_ = \$signal$42 [1] ? r6[18:0] : 19'h00000;
   assign _090_ = _087_ | _089_;
-  assign _091_ = \$signal$39 [2] ? res7[17:0] : 18'h00000;
+  assign _091_ = \$signal$42 [2] ? res7[17:0] : 18'h00000;
   assign _092_ = _090_ | { _091_[17], _091_ };
-  assign _093_ = \$signal$39 [3] ? res8[17:0] : 18'h00000;
+  assign _093_ = \$signal$42 [3] ? res8[17:0] : 18'h00000;
   assign _094_ = _092_ | { _093_[17], _093_ };
-  assign _095_ = \$signal$39 [4] ? res9[17:0] : 18'h00000;
+  assign _095_ = \$signal$42 [4] ? res9[17:0] : 18'h00000;
   assign _096_ = _094_ | { _095_[17], _095_ };
-  assign _097_ = \$signal$39 [5] ? \$signal [17:0] : 18'h00000;
+  assign _097_ = \$signal$42 [5] ? \$signal [17:0] : 18'h00000;
   assign _098_ = _096_ | { _097_[17], _097_ };
-  assign _101_ = \$signal$39 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _101_ = \$signal$42 [7] ? { cres8[0], cres8[0] } : 2'h0;
   assign _102_ = _098_ | { _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_ };
-  assign _103_ = \$signal$39 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _103_ = \$signal$42 [8] ? { cres9[0], cres9[0] } : 2'h0;
   assign _104_ = _102_ | { _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_ };
-  assign _105_ = \$signal$40 [0] ? addend[10:0] : 11'h000;
-  assign _106_ = \$signal$40 [1] ? \$signal$21 [9:0] : 10'h000;
+  assign _105_ = \$signal$43 [0] ? addend[10:0] : 11'h000;
+  assign _106_ = \$signal$43 [1] ? \$signal$25 [9:0] : 10'h000;
   assign _108_ = _105_ | { _106_[9], _106_ };
-  assign _109_ = \$signal$40 [2] ? val5[18:0] : 19'h00000;
+  assign _109_ = \$signal$43 [2] ? val5[18:0] : 19'h00000;
   assign _110_ = { _108_[10], _108_[10], _108_[10], _108_[10], _108_[10], _108_[10], _108_[10], _108_[10], _108_ } | _109_;
-  assign _111_ = \$signal$40 [3] ? r6[18:0] : 19'h00000;
+  assign _111_ = \$signal$43 [3] ? r6[18:0] : 19'h00000;
   assign _112_ = _110_ | _111_;
-  assign _113_ = \$signal$40 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _113_ = \$signal$43 [5] ? { cres8[0], cres8[0] } : 2'h0;
   assign _114_ = _112_ | { _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_ };
-  assign _115_ = \$signal$40 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _115_ = \$signal$43 [6] ? { cres9[0], cres9[0] } : 2'h0;
   assign _117_ = _114_ | { _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_ };
   assign _118_ = $signed(_104_) + $signed(_117_);
-  assign _119_ = \$signal$39 [0] ? val5[37:19] : 19'h00000;
-  assign _120_ = \$signal$39 [1] ? r6[37:19] : 19'h00000;
+  assign _119_ = \$signal$42 [0] ? val5[37:19] : 19'h00000;
+  assign _120_ = \$signal$42 [1] ? r6[37:19] : 19'h00000;
   assign _121_ = _119_ | _120_;
-  assign _122_ = \$signal$39 [2] ? res7[35:18] : 18'h00000;
+  assign _122_ = \$signal$42 [2] ? res7[35:18] : 18'h00000;
   assign _123_ = _121_ | { _122_[17], _122_ };
-  assign _124_ = \$signal$39 [3] ? res8[35:18] : 18'h00000;
+  assign _124_ = \$signal$42 [3] ? res8[35:18] : 18'h00000;
   assign _125_ = _123_ | { _124_[17], _124_ };
-  assign _126_ = \$signal$39 [4] ? res9[35:18] : 18'h00000;
+  assign _126_ = \$signal$42 [4] ? res9[35:18] : 18'h00000;
   assign _127_ = _125_ | { _126_[17], _126_ };
-  assign _128_ = \$signal$39 [5] ? \$signal [35:18] : 18'h00000;
+  assign _128_ = \$signal$42 [5] ? \$signal [35:18] : 18'h00000;
   assign _129_ = _127_ | { _128_[17], _128_ };
-  assign _130_ = \$signal$39 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _130_ = \$signal$42 [7] ? { cres8[1], cres8[1] } : 2'h0;
   assign _131_ = _129_ | { _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_ };
-  assign _132_ = \$signal$39 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _132_ = \$signal$42 [8] ? { cres9[1], cres9[1] } : 2'h0;
   assign _134_ = _131_ | { _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_ };
-  assign _135_ = \$signal$40 [0] ? addend[21:11] : 11'h000;
-  assign _136_ = \$signal$40 [1] ? \$signal$21 [19:10] : 10'h000;
+  assign _135_ = \$signal$43 [0] ? addend[21:11] : 11'h000;
+  assign _136_ = \$signal$43 [1] ? \$signal$25 [19:10] : 10'h000;
   assign _137_ = _135_ | { _136_[9], _136_ };
-  assign _138_ = \$signal$40 [2] ? val5[37:19] : 19'h00000;
+  assign _138_ = \$signal$43 [2] ? val5[37:19] : 19'h00000;
   assign _139_ = { _137_[10], _137_[10], _137_[10], _137_[10], _137_[10], _137_[10], _137_[10], _137_[10], _137_ } | _138_;
-  assign _140_ = \$signal$40 [3] ? r6[37:19] : 19'h00000;
+  assign _140_ = \$signal$43 [3] ? r6[37:19] : 19'h00000;
   assign _141_ = _139_ | _140_;
-  assign _143_ = \$signal$40 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _143_ = \$signal$43 [5] ? { cres8[1], cres8[1] } : 2'h0;
   assign _144_ = _141_ | { _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_ };
-  assign _145_ = \$signal$40 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _145_ = \$signal$43 [6] ? { cres9[1], cres9[1] } : 2'h0;
   assign _146_ = _144_ | { _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_ };
   assign _147_ = $signed(_134_) + $signed(_146_);
-  assign _148_ = \$signal$39 [0] ? val5[56:38] : 19'h00000;
-  assign _150_ = \$signal$39 [1] ? r6[56:38] : 19'h00000;
+  assign _148_ = \$signal$42 [0] ? val5[56:38] : 19'h00000;
+  assign _150_ = \$signal$42 [1] ? r6[56:38] : 19'h00000;
   assign _151_ = _148_ | _150_;
-  assign _152_ = \$signal$39 [2] ? res7[53:36] : 18'h00000;
+  assign _152_ = \$signal$42 [2] ? res7[53:36] : 18'h00000;
   assign _153_ = _151_ | { _152_[17], _152_ };
-  assign _154_ = \$signal$39 [3] ? res8[53:36] : 18'h00000;
+  assign _154_ = \$signal$42 [3] ? res8[53:36] : 18'h00000;
   assign _155_ = _153_ | { _154_[17], _154_ };
-  assign _156_ = \$signal$39 [4] ? res9[53:36] : 18'h00000;
+  assign _156_ = \$signal$42 [4] ? res9[53:36] : 18'h00000;
   assign _157_ = _155_ | { _156_[17], _156_ };
-  assign _158_ = \$signal$39 [5] ? \$signal [53:36] : 18'h00000;
+  assign _158_ = \$signal$42 [5] ? \$signal [53:36] : 18'h00000;
   assign _159_ = _157_ | { _158_[17], _158_ };
-  assign _161_ = \$signal$39 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _161_ = \$signal$42 [7] ? { cres8[2], cres8[2] } : 2'h0;
   assign _162_ = _159_ | { _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_ };
-  assign _163_ = \$signal$39 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _163_ = \$signal$42 [8] ? { cres9[2], cres9[2] } : 2'h0;
   assign _164_ = _162_ | { _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_ };
-  assign _165_ = \$signal$40 [0] ? addend[32:22] : 11'h000;
-  assign _166_ = \$signal$40 [1] ? \$signal$21 [29:20] : 10'h000;
+  assign _165_ = \$signal$43 [0] ? addend[32:22] : 11'h000;
+  assign _166_ = \$signal$43 [1] ? \$signal$25 [29:20] : 10'h000;
   assign _168_ = _165_ | { _166_[9], _166_ };
-  assign _169_ = \$signal$40 [2] ? val5[56:38] : 19'h00000;
+  assign _169_ = \$signal$43 [2] ? val5[56:38] : 19'h00000;
   assign _170_ = { _168_[10], _168_[10], _168_[10], _168_[10], _168_[10], _168_[10], _168_[10], _168_[10], _168_ } | _169_;
-  assign _171_ = \$signal$40 [3] ? r6[56:38] : 19'h00000;
+  assign _171_ = \$signal$43 [3] ? r6[56:38] : 19'h00000;
   assign _172_ = _170_ | _171_;
-  assign _173_ = \$signal$40 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _173_ = \$signal$43 [5] ? { cres8[2], cres8[2] } : 2'h0;
   assign _174_ = _172_ | { _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_ };
-  assign _175_ = \$signal$40 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _175_ = \$signal$43 [6] ? { cres9[2], cres9[2] } : 2'h0;
   assign _177_ = _174_ | { _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_ };
   assign _178_ = $signed(_164_) + $signed(_177_);
-  assign _179_ = \$signal$39 [0] ? val5[75:57] : 19'h00000;
-  assign _180_ = \$signal$39 [1] ? r6[75:57] : 19'h00000;
+  assign _179_ = \$signal$42 [0] ? val5[75:57] : 19'h00000;
+  assign _180_ = \$signal$42 [1] ? r6[75:57] : 19'h00000;
   assign _181_ = _179_ | _180_;
-  assign _182_ = \$signal$39 [2] ? res7[71:54] : 18'h00000;
+  assign _182_ = \$signal$42 [2] ? res7[71:54] : 18'h00000;
   assign _183_ = _181_ | { _182_[17], _182_ };
-  assign _184_ = \$signal$39 [3] ? res8[71:54] : 18'h00000;
+  assign _184_ = \$signal$42 [3] ? res8[71:54] : 18'h00000;
   assign _187_ = _183_ | { _184_[17], _184_ };
-  assign _188_ = \$signal$39 [4] ? res9[71:54] : 18'h00000;
+  assign _188_ = \$signal$42 [4] ? res9[71:54] : 18'h00000;
   assign _189_ = _187_ | { _188_[17], _188_ };
-  assign _190_ = \$signal$39 [5] ? \$signal [71:54] : 18'h00000;
+  assign _190_ = \$signal$42 [5] ? \$signal [71:54] : 18'h00000;
   assign _191_ = _189_ | { _190_[17], _190_ };
-  assign _192_ = \$signal$39 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _192_ = \$signal$42 [7] ? { cres8[3], cres8[3] } : 2'h0;
   assign _193_ = _191_ | { _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_ };
-  assign _194_ = \$signal$39 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _194_ = \$signal$42 [8] ? { cres9[3], cres9[3] } : 2'h0;
   assign _196_ = _193_ | { _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_ };
-  assign _197_ = \$signal$40 [0] ? addend[43:33] : 11'h000;
-  assign _198_ = \$signal$40 [1] ? \$signal$21 [39:30] : 10'h000;
+  assign _197_ = \$signal$43 [0] ? addend[43:33] : 11'h000;
+  assign _198_ = \$signal$43 [1] ? \$signal$25 [39:30] : 10'h000;
   assign _199_ = _197_ | { _198_[9], _198_ };
-  assign _200_ = \$signal$40 [2] ? val5[75:57] : 19'h00000;
+  assign _200_ = \$signal$43 [2] ? val5[75:57] : 19'h00000;
   assign _201_ = { _199_[10], _199_[10], _199_[10], _199_[10], _199_[10], _199_[10], _199_[10], _199_[10], _199_ } | _200_;
-  assign _202_ = \$signal$40 [3] ? r6[75:57] : 19'h00000;
+  assign _202_ = \$signal$43 [3] ? r6[75:57] : 19'h00000;
   assign _203_ = _201_ | _202_;
-  assign _205_ = \$signal$40 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _205_ = \$signal$43 [5] ? { cres8[3], cres8[3] } : 2'h0;
   assign _206_ = _203_ | { _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_ };
-  assign _207_ = \$signal$40 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _207_ = \$signal$43 [6] ? { cres9[3], cres9[3] } : 2'h0;
   assign _208_ = _206_ | { _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_ };
   assign _209_ = $signed(_196_) + $signed(_208_);
   assign _211_ = st6[0] & st6[1];
@@ -19718,7 +19797,7 @@ module \digits_cnn_ilif.engine_fc.datapath (rst, dropped, ops__valid, ops__paylo
   assign _213_ = _212_ & st7[2];
   assign _214_ = ~ _213_;
   assign _215_ = st7[0] & _214_;
-  assign { _216_[3:1], \$signature__en  } = _215_ ? 4'hf : 4'h0;
+  assign { _216_[3:1], v_wr__en } = _215_ ? 4'hf : 4'h0;
   assign _217_ = st7[0] & st7[1];
   assign _218_ = ~ push7;
   assign dropped = _217_ & _218_;
@@ -19739,98 +19818,103 @@ module \digits_cnn_ilif.engine_fc.datapath (rst, dropped, ops__valid, ops__paylo
   always @(posedge clk)
     st7 <= _227_;
   always @(posedge clk)
-    w1_0 <= _228_;
+    w0_0 <= port__data;
   always @(posedge clk)
-    w2_0_0 <= _229_;
+    w1_0 <= w0_0;
   always @(posedge clk)
-    w2_0_1 <= _230_;
+    w2_0_0 <= _228_;
   always @(posedge clk)
-    w2_0_2 <= _232_;
+    w2_0_1 <= _229_;
   always @(posedge clk)
-    w2_0_3 <= _233_;
+    w2_0_2 <= _230_;
   always @(posedge clk)
-    addend <= _234_;
+    w2_0_3 <= _232_;
   always @(posedge clk)
-    \$signal  <= _235_;
+    addend <= _233_;
   always @(posedge clk)
-    \$signal$21  <= _236_;
+    v_rd <= \port__data$21 ;
   always @(posedge clk)
-    res8 <= _237_;
+    b_rd <= \port__data$23 ;
   always @(posedge clk)
-    res9 <= _238_;
+    \$signal  <= _234_;
+  always @(posedge clk)
+    \$signal$25  <= _235_;
+  always @(posedge clk)
+    res8 <= _236_;
+  always @(posedge clk)
+    res9 <= _237_;
   always @(posedge clk)
     cres8 <= 4'h0;
   always @(posedge clk)
-    cres9 <= _239_;
+    cres9 <= _238_;
   always @(posedge clk)
-    hit_v1 <= _240_;
+    hit_v1 <= _239_;
   always @(posedge clk)
-    hit_c1 <= _242_;
+    hit_c1 <= _240_;
   always @(posedge clk)
-    hit_v2 <= _243_;
+    hit_v2 <= _242_;
   always @(posedge clk)
-    hit_c2 <= _244_;
+    hit_c2 <= _243_;
   always @(posedge clk)
-    hit_v3 <= _245_;
+    hit_v3 <= _244_;
   always @(posedge clk)
-    hit_c3 <= _246_;
+    hit_c3 <= _245_;
   always @(posedge clk)
-    hit_v4 <= _247_;
+    hit_v4 <= _246_;
   always @(posedge clk)
-    hit_c4 <= _248_;
+    hit_c4 <= _247_;
   always @(posedge clk)
-    hit_v5 <= _249_;
+    hit_v5 <= _248_;
   always @(posedge clk)
-    hit_c5 <= _250_;
+    hit_c5 <= _249_;
   always @(posedge clk)
-    \$signal$39  <= _251_;
+    \$signal$42  <= _250_;
   always @(posedge clk)
-    \$signal$40  <= _253_;
+    \$signal$43  <= _251_;
   always @(posedge clk)
-    val5 <= _254_;
+    val5 <= _253_;
   always @(posedge clk)
-    res7 <= _255_;
+    res7 <= _254_;
   always @(posedge clk)
-    entry7 <= _256_;
+    entry7 <= _255_;
   always @(posedge clk)
-    push7 <= _257_;
-  assign _257_ = rst ? 1'h0 : _211_;
-  assign _256_ = rst ? 74'h0000000000000000000 : { st6[5:4], values };
-  assign _255_ = rst ? 72'h000000000000000000 : result;
-  assign _254_[75:57] = rst ? 19'h00000 : _209_[18:0];
-  assign _254_[37:19] = rst ? 19'h00000 : _147_[18:0];
-  assign _254_[18:0] = rst ? 19'h00000 : _118_[18:0];
-  assign _254_[56:38] = rst ? 19'h00000 : _178_[18:0];
-  assign _253_ = rst ? 8'h00 : { 6'h00, _086_, _084_ };
-  assign _251_ = rst ? 10'h000 : { _083_, _074_, _065_, _057_, _051_, _041_, _031_, _022_, _014_, _312_ };
-  assign _250_ = rst ? 1'h0 : _304_;
-  assign _249_ = rst ? 1'h0 : _297_;
-  assign _248_ = rst ? 1'h0 : _291_;
-  assign _247_ = rst ? 1'h0 : _284_;
-  assign _246_ = rst ? 1'h0 : _278_;
-  assign _245_ = rst ? 1'h0 : _271_;
-  assign _244_ = rst ? 1'h0 : _265_;
-  assign _243_ = rst ? 1'h0 : _231_;
-  assign _242_ = rst ? 1'h0 : _160_;
-  assign _240_ = rst ? 1'h0 : _069_;
-  assign _239_ = rst ? 4'h0 : cres8;
-  assign _238_ = rst ? 72'h000000000000000000 : res8;
-  assign _237_ = rst ? 72'h000000000000000000 : res7;
-  assign _236_ = rst ? 40'h0000000000 : b_rd__data;
-  assign _235_ = rst ? 72'h000000000000000000 : \$signature__data ;
-  assign _313_ = st3[16] ? addend[43:33] : w2_0_3;
-  assign _234_[43:33] = rst ? 11'h000 : _313_;
-  assign _314_ = st3[16] ? addend[21:11] : w2_0_1;
-  assign _234_[21:11] = rst ? 11'h000 : _314_;
-  assign _315_ = st3[16] ? addend[10:0] : w2_0_0;
-  assign _234_[10:0] = rst ? 11'h000 : _315_;
-  assign _316_ = st3[16] ? addend[32:22] : w2_0_2;
-  assign _234_[32:22] = rst ? 11'h000 : _316_;
-  assign _233_ = rst ? 11'h000 : _260_;
-  assign _232_ = rst ? 11'h000 : _185_;
-  assign _230_ = rst ? 11'h000 : _099_;
-  assign _229_ = rst ? 11'h000 : _000_;
-  assign _228_ = rst ? 32'd0 : rd__data;
+    push7 <= _256_;
+  assign _256_ = rst ? 1'h0 : _211_;
+  assign _255_ = rst ? 74'h0000000000000000000 : { st6[5:4], values };
+  assign _254_ = rst ? 72'h000000000000000000 : result;
+  assign _253_[75:57] = rst ? 19'h00000 : _209_[18:0];
+  assign _253_[37:19] = rst ? 19'h00000 : _147_[18:0];
+  assign _253_[18:0] = rst ? 19'h00000 : _118_[18:0];
+  assign _253_[56:38] = rst ? 19'h00000 : _178_[18:0];
+  assign _251_ = rst ? 8'h00 : { 6'h00, _086_, _084_ };
+  assign _250_ = rst ? 10'h000 : { _083_, _074_, _065_, _057_, _051_, _041_, _031_, _022_, _014_, _311_ };
+  assign _249_ = rst ? 1'h0 : _303_;
+  assign _248_ = rst ? 1'h0 : _296_;
+  assign _247_ = rst ? 1'h0 : _290_;
+  assign _246_ = rst ? 1'h0 : _283_;
+  assign _245_ = rst ? 1'h0 : _277_;
+  assign _244_ = rst ? 1'h0 : _270_;
+  assign _243_ = rst ? 1'h0 : _264_;
+  assign _242_ = rst ? 1'h0 : _231_;
+  assign _240_ = rst ? 1'h0 : _160_;
+  assign _239_ = rst ? 1'h0 : _069_;
+  assign _238_ = rst ? 4'h0 : cres8;
+  assign _237_ = rst ? 72'h000000000000000000 : res8;
+  assign _236_ = rst ? 72'h000000000000000000 : res7;
+  assign _235_ = rst ? 40'h0000000000 : b_rd;
+  assign _234_ = rst ? 72'h000000000000000000 : v_rd;
+  assign _312_ = st3[16] ? addend[43:33] : w2_0_3;
+  assign _233_[43:33] = rst ? 11'h000 : _312_;
+  assign _313_ = st3[16] ? addend[21:11] : w2_0_1;
+  assign _233_[21:11] = rst ? 11'h000 : _313_;
+  assign _314_ = st3[16] ? addend[10:0] : w2_0_0;
+  assign _233_[10:0] = rst ? 11'h000 : _314_;
+  assign _315_ = st3[16] ? addend[32:22] : w2_0_2;
+  assign _233_[32:22] = rst ? 11'h000 : _315_;
+  assign _232_ = rst ? 11'h000 : _259_;
+  assign _230_ = rst ? 11'h000 : _185_;
+  assign _229_ = rst ? 11'h000 : _099_;
+  assign _228_ = rst ? 11'h000 : _000_;
   assign _227_ = rst ? 27'h0000000 : st6;
   assign _226_ = rst ? 27'h0000000 : st5;
   assign _225_ = rst ? 27'h0000000 : st4;
@@ -19897,34 +19981,46 @@ module \digits_cnn_ilif.engine_fc.datapath (rst, dropped, ops__valid, ops__paylo
   assign \res8[2]  = res8[53:36];
   assign \res8[1]  = res8[35:18];
   assign \res8[0]  = res8[17:0];
-  assign \b_rd__data[3]  = b_rd__data[39:30];
-  assign \b_rd__data[2]  = b_rd__data[29:20];
-  assign \b_rd__data[1]  = b_rd__data[19:10];
-  assign \b_rd__data[0]  = b_rd__data[9:0];
-  assign \$signal$21[3]  = \$signal$21 [39:30];
-  assign \$signal$21[2]  = \$signal$21 [29:20];
-  assign \$signal$21[1]  = \$signal$21 [19:10];
-  assign \$signal$21[0]  = \$signal$21 [9:0];
-  assign \$signature__data[3]  = \$signature__data [71:54];
-  assign \$signature__data[2]  = \$signature__data [53:36];
-  assign \$signature__data[1]  = \$signature__data [35:18];
-  assign \$signature__data[0]  = \$signature__data [17:0];
+  assign \$signal$25[3]  = \$signal$25 [39:30];
+  assign \$signal$25[2]  = \$signal$25 [29:20];
+  assign \$signal$25[1]  = \$signal$25 [19:10];
+  assign \$signal$25[0]  = \$signal$25 [9:0];
   assign \$signal[3]  = \$signal [71:54];
   assign \$signal[2]  = \$signal [53:36];
   assign \$signal[1]  = \$signal [35:18];
   assign \$signal[0]  = \$signal [17:0];
+  assign \port__data$23[3]  = \port__data$23 [39:30];
+  assign \port__data$23[2]  = \port__data$23 [29:20];
+  assign \port__data$23[1]  = \port__data$23 [19:10];
+  assign \port__data$23[0]  = \port__data$23 [9:0];
+  assign \b_rd[3]  = b_rd[39:30];
+  assign \b_rd[2]  = b_rd[29:20];
+  assign \b_rd[1]  = b_rd[19:10];
+  assign \b_rd[0]  = b_rd[9:0];
+  assign \port__data$21[3]  = \port__data$21 [71:54];
+  assign \port__data$21[2]  = \port__data$21 [53:36];
+  assign \port__data$21[1]  = \port__data$21 [35:18];
+  assign \port__data$21[0]  = \port__data$21 [17:0];
+  assign \v_rd[3]  = v_rd[71:54];
+  assign \v_rd[2]  = v_rd[53:36];
+  assign \v_rd[1]  = v_rd[35:18];
+  assign \v_rd[0]  = v_rd[17:0];
   assign \addend[3]  = addend[43:33];
   assign \addend[2]  = addend[32:22];
   assign \addend[1]  = addend[21:11];
   assign \addend[0]  = addend[10:0];
-  assign \rd__data[3]  = rd__data[31:24];
-  assign \rd__data[2]  = rd__data[23:16];
-  assign \rd__data[1]  = rd__data[15:8];
-  assign \rd__data[0]  = rd__data[7:0];
   assign \w1_0[3]  = w1_0[31:24];
   assign \w1_0[2]  = w1_0[23:16];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[0]  = w1_0[7:0];
+  assign \port__data[3]  = port__data[31:24];
+  assign \port__data[2]  = port__data[23:16];
+  assign \port__data[1]  = port__data[15:8];
+  assign \port__data[0]  = port__data[7:0];
+  assign \w0_0[3]  = w0_0[31:24];
+  assign \w0_0[2]  = w0_0[23:16];
+  assign \w0_0[1]  = w0_0[15:8];
+  assign \w0_0[0]  = w0_0[7:0];
   assign \st7.bias_g  = st7[26:25];
   assign \st7.end  = st7[24];
   assign \st7.fire_k  = st7[23];
@@ -20045,17 +20141,17 @@ module \digits_cnn_ilif.engine_fc.datapath (rst, dropped, ops__valid, ops__paylo
   assign \values[2]  = values[53:36];
   assign \values[1]  = values[35:18];
   assign \values[0]  = values[17:0];
-  assign _216_[0] = \$signature__en ;
+  assign _216_[0] = v_wr__en;
   assign \push__payload.addr  = entry7[73:72];
   assign \push__payload.values[3]  = entry7[71:54];
   assign \push__payload.values[2]  = entry7[53:36];
   assign \push__payload.values[1]  = entry7[35:18];
   assign \push__payload.values[0]  = entry7[17:0];
   assign \push__payload.values  = entry7[71:0];
-  assign \$signature__data$58[3]  = res7[71:54];
-  assign \$signature__data$58[2]  = res7[53:36];
-  assign \$signature__data$58[1]  = res7[35:18];
-  assign \$signature__data$58[0]  = res7[17:0];
+  assign \v_wr__data[3]  = res7[71:54];
+  assign \v_wr__data[2]  = res7[53:36];
+  assign \v_wr__data[1]  = res7[35:18];
+  assign \v_wr__data[0]  = res7[17:0];
   assign \r[3]  = r6[75:57];
   assign \r[2]  = r6[56:38];
   assign \r[1]  = r6[37:19];
@@ -20090,12 +20186,12 @@ module \digits_cnn_ilif.engine_fc.datapath (rst, dropped, ops__valid, ops__paylo
   assign \val[2]  = val5[56:38];
   assign \val[1]  = val5[37:19];
   assign \val[0]  = val5[18:0];
-  assign \$signal$48.addr  = st6[5:4];
-  assign \$signal$48.values[3]  = values[71:54];
-  assign \$signal$48.values[2]  = values[53:36];
-  assign \$signal$48.values[1]  = values[35:18];
-  assign \$signal$48.values[0]  = values[17:0];
-  assign \$signal$48.values  = values;
+  assign \$signal$51.addr  = st6[5:4];
+  assign \$signal$51.values[3]  = values[71:54];
+  assign \$signal$51.values[2]  = values[53:36];
+  assign \$signal$51.values[1]  = values[35:18];
+  assign \$signal$51.values[0]  = values[17:0];
+  assign \$signal$51.values  = values;
   assign \entry7.addr  = entry7[73:72];
   assign \entry7.values[3]  = entry7[71:54];
   assign \entry7.values[2]  = entry7[53:36];
@@ -20103,16 +20199,16 @@ module \digits_cnn_ilif.engine_fc.datapath (rst, dropped, ops__valid, ops__paylo
   assign \entry7.values[0]  = entry7[17:0];
   assign push__valid = push7;
   assign push__payload = entry7;
-  assign \$signature__data$58  = res7;
-  assign \$signature__addr$57  = st7[5:4];
+  assign v_wr__data = res7;
+  assign v_wr__addr = st7[5:4];
   assign r = r6;
   assign s6 = st6;
   assign s5 = st5;
   assign val = val5;
-  assign b_rd__addr = st2[5:4];
-  assign \$signature__addr  = st2[5:4];
-  assign rd__addr = st0[15:6];
-  assign \$signal$48  = { st6[5:4], values };
+  assign \port__addr$55  = st2[5:4];
+  assign \port__addr$54  = st2[5:4];
+  assign port__addr = st0[15:6];
+  assign \$signal$51  = { st6[5:4], values };
   assign c_raw = 4'h0;
   assign cres7 = 4'h0;
 endmodule

@@ -29,6 +29,7 @@ from ..errors import HwsnnError, ParameterError
 from ..hdl.plan import NetworkPlan, parse_lanes
 from ..hdl.plan import describe_lanes as describe_lanes
 from ..hdl.plan import lanes_by_population as lanes_by_population
+from ..hdl.ram import NO_INIT
 from ..snn import golden
 from ..snn.qnet import QNet
 from .pll import BoardPll, pll_setting
@@ -489,7 +490,9 @@ def _run_tools(network: NetworkPlan, board, baud, setting, out, seed, env, progr
 def _run_tools_once(network: NetworkPlan, board, baud, setting, out, seed, env, progress):
     opts = f"--seed {seed} --report {NAME}.report.json --timing-allow-fail"
     (out / f"{NAME}.tim").unlink(missing_ok=True)  # (a log of an earlier run misleads)
-    extra = {}
+    # Registers whose power-up value does not matter (``hdl.ram``: block RAM read data):
+    # without an init value, Yosys merges them into the RAM blocks' output latches.
+    extra = {"script_after_read": f"setattr -unset init a:{NO_INIT}"}
     if network.input_lanes and board.device.family == "ice40":
         extra["synth_opts"] = "-dsp"  # the input stage's multipliers on SB_MAC16
 

@@ -35,6 +35,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..errors import HwsnnError, ParameterError
+from ..hdl.ram import NO_INIT
 
 __all__ = ["ToolError", "SynthReport", "PnrReport", "synthesize", "place_and_route",
            "registered_wrapper", "FAMILIES", "DEVICES"]
@@ -311,6 +312,7 @@ def _synthesize_in(path: Path, component, family: str, top: str, synth_args: Seq
         steps = [shlex.join([*synth, "-json", "netlist.json"])]
     script = "\n".join([
         f"read_rtlil {top}.il",
+        f"setattr -unset init a:{NO_INIT}",  # (as hwsnn build: hdl.ram)
         *steps,
         "delete t:$scopeinfo",  # Amaranth's hierarchy annotations, not hardware
         "tee -q -o stat.json stat -json",

@@ -39,6 +39,7 @@ from .inputmac import mac_memory_signature
 from .neuron import neuron_rule, stats_layout, sum_width
 from .ops import ACC, SWEEP, issue_signature, queue_layout, stage_layout
 from .plan import EnginePlan
+from .ram import ram, registered_read
 from .sequencer import position_counter
 from .store import WeightStore, write_signature
 
@@ -161,8 +162,7 @@ class Datapath(wiring.Component):
             else:
                 m.submodules[f"wrom{k}"] = rom = memory.Memory(shape=layout, depth=depth,
                                                                init=p.init)
-                rd = rom.read_port()
-                w_rd.append((rd.addr, rd.data))
+                w_rd.append(registered_read(m, rom, name=f"w0_{k}"))
         return w_rd
 
     def _weight_terms(self, m, w_rd):
@@ -225,27 +225,34 @@ class Datapath(wiring.Component):
         # next one accumulates into the other (temporal separation, pipelined).
         banks = 2 if self.dual else 1
         v_init = plan.pop.v0 if plan.pop.kind == "gn" else 0
-        m.submodules.vmem = vmem = memory.Memory(shape=vshape, depth=banks * plan.addresses,
-                                                 init=[[v_init] * P] * (banks * plan.addresses))
-        v_rd, self.v_wr = vmem.read_port(), vmem.write_port()
+        # (A read in stage TERM that meets the write of stage WRITE to its address is a
+        # forwarding hit at distance 5: its data is never used, so the membrane and, but
+        # for the input stage's writes, the current RAM leave such a read undefined.)
+        m.submodules.vmem = vmem = ram(shape=vshape, depth=banks * plan.addresses,
+                                       init=[[v_init] * P] * (banks * plan.addresses),
+                                       collisions="undefined")
+        self.v_wr = vmem.write_port()
+        v_addr, v_data = registered_read(m, vmem, name="v_rd", write=self.v_wr)
         m.submodules.bmem = bmem = memory.Memory(shape=bshape, depth=len(plan.bias_rom_words),
                                                  init=plan.bias_rom_words)
-        b_rd = bmem.read_port()
+        b_addr, b_data = registered_read(m, bmem, name="b_rd")
         s2 = st[Stage.TERM]
-        m.d.comb += v_rd.addr.eq(self._vaddr(s2))
+        m.d.comb += v_addr.eq(self._vaddr(s2))
         if plan.mac_lanes:  # (only sweeps add the bias: the input stage has the port)
-            m.d.comb += [b_rd.addr.eq(self.mac.b_addr), self.mac.b_data.eq(b_rd.data)]
+            m.d.comb += [b_addr.eq(self.mac.b_addr), self.mac.b_data.eq(b_data)]
         else:
-            m.d.comb += b_rd.addr.eq(s2.bias_g if plan.bias_per_group else s2.addr)
+            m.d.comb += b_addr.eq(s2.bias_g if plan.bias_per_group else s2.addr)
         v_raw, self.b_raw = Signal(vshape), Signal(bshape)
         c_raw = Signal(cshape)
-        m.d.sync += [v_raw.eq(v_rd.data), self.b_raw.eq(b_rd.data)]
+        m.d.sync += [v_raw.eq(v_data), self.b_raw.eq(b_data)]
         if plan.has_current:
-            m.submodules.cmem = cmem = memory.Memory(shape=cshape, depth=plan.addresses,
-                                                     init=plan.bias_words)
-            c_rd, self.c_wr = cmem.read_port(), cmem.write_port()
-            m.d.comb += c_rd.addr.eq(s2.addr)
-            m.d.sync += c_raw.eq(c_rd.data)
+            m.submodules.cmem = cmem = ram(
+                shape=cshape, depth=plan.addresses, init=plan.bias_words,
+                collisions="old" if plan.mac_lanes else "undefined")
+            self.c_wr = cmem.write_port()
+            c_addr, c_data = registered_read(m, cmem, name="c_rd", write=self.c_wr)
+            m.d.comb += c_addr.eq(s2.addr)
+            m.d.sync += c_raw.eq(c_data)
 
         # The values in flight, by distance: the sum (SUM), the rule's input (COMPARE),
         # and what stages WRITE, +1, +2 wrote (membrane res*, current cres*).

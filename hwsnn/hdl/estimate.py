@@ -75,6 +75,7 @@ class MemoryUse:
     width: int  # the bits Yosys keeps (constant columns of a ROM are removed)
     rom: bool = False  # initialised and never written (weights, biases)
     distinct: int = 0  # a ROM's different columns (registers of equal ones are merged)
+    collisions: str = "old"  # a read that meets a write (``hdl.ram``): old, undefined
 
     @property
     def bits(self) -> int:
@@ -161,12 +162,14 @@ def memories(net: QNet, plans: dict[str, EnginePlan],
     for name, plan in plans.items():
         P, A = plan.lanes, plan.addresses
         banks = 2 if plan.pop.kind == "ilif" else 1
-        out.append(MemoryUse(name, "membranes", banks * A, P * plan.vbits))
+        out.append(MemoryUse(name, "membranes", banks * A, P * plan.vbits,
+                             collisions="undefined"))
         cols = rom_columns(plan.bias_rom_words, plan.bbits)
         out.append(MemoryUse(name, "biases", len(plan.bias_rom_words), cols.live, rom=True,
                              distinct=cols.distinct))
         if plan.has_current:
-            out.append(MemoryUse(name, "input current", A, P * plan.cbits))
+            out.append(MemoryUse(name, "input current", A, P * plan.cbits,
+                                 collisions="old" if plan.mac_lanes else "undefined"))
         if plan.keeps_statistics:
             out.append(MemoryUse(name, "cos statistics", A, P * stats_layout(plan).size))
         for k, proj in enumerate(plan.projections):
@@ -392,7 +395,7 @@ def estimate(plan: NetworkPlan, device) -> Estimate:
     mems.append(MemoryUse("link", "pixel banks (2)", 2 * math.prod(net.input.shape),
                           PIXEL_BITS))
     mems.append(MemoryUse("link", "readout values", net.output.size,
-                          plans[net.output.name].vbits))
+                          plans[net.output.name].vbits, collisions="undefined"))
     in_spram = {(s.population, weights_name(s.projection, s.source)) for s in stores}
     spram = 0
     for s in stores:
@@ -405,7 +408,7 @@ def estimate(plan: NetworkPlan, device) -> Estimate:
         entry = per.setdefault(m.owner, {})
         if (m.owner, m.name) in in_spram or not m.width:  # (no width: all constant)
             continue
-        mapped = libmap(m.depth, m.width, m.rom, fam)
+        mapped = libmap(m.depth, m.width, m.rom, fam, m.collisions)
         # (a ROM in logic: the read register of each distinct column)
         held = m.distinct if m.rom and mapped.primitive is None else mapped.flip_flops
         ffs += held

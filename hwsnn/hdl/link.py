@@ -51,6 +51,7 @@ from .frames import (
 )
 from .network import Network
 from .plan import layout_id
+from .ram import ram, registered_read
 from .uart import MAX_BAUD_ERROR, MIN_DIVISOR, UartRx, UartTx, uart_divisor
 from .verilog import fingerprint
 
@@ -141,9 +142,12 @@ class HostLink(wiring.Component):
         # Two pixel banks (bank b at addresses b·n_pix …): the sample writer fills one
         # while the executor reads the other. The readout RAM holds the values until the
         # reply, whose class comes first but from the network last.
+        # The transmitter reads the readout RAM only for a reply the executor offers, and
+        # the executor writes it only after its reply was taken: a read that meets a
+        # write is never used.
         m.submodules.pixel_ram = pixel_ram = memory.Memory(shape=8, depth=2 * n_pix, init=[])
-        m.submodules.value_ram = value_ram = memory.Memory(shape=self.value_shape,
-                                                           depth=n_cls, init=[])
+        m.submodules.value_ram = value_ram = ram(shape=self.value_shape, depth=n_cls, init=[],
+                                                 collisions="undefined")
 
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
         wiring.connect(m, urx.o, rx.i)
@@ -151,12 +155,15 @@ class HostLink(wiring.Component):
         wiring.connect(m, sw.w, pixel_ram.write_port())
         wiring.connect(m, rx.post, slot.post)
         wiring.connect(m, slot.req, ex.req)
-        wiring.connect(m, ex.pix_r, pixel_ram.read_port())
+        pix_addr, pix_data = registered_read(m, pixel_ram, name="pix_rd")
+        m.d.comb += [pix_addr.eq(ex.pix_r.addr), ex.pix_r.data.eq(pix_data)]
         wiring.connect(m, ex.pixels, net.pixels)
         wiring.connect(m, net.o, ex.readout)
-        wiring.connect(m, ex.val_w, value_ram.write_port())
+        val_w = value_ram.write_port()
+        wiring.connect(m, ex.val_w, val_w)
         wiring.connect(m, ex.reply, tx.reply)
-        wiring.connect(m, tx.values, value_ram.read_port())
+        val_addr, val_data = registered_read(m, value_ram, name="val_rd", write=val_w)
+        m.d.comb += [val_addr.eq(tx.values.addr), tx.values.data.eq(val_data)]
         wiring.connect(m, tx.o, utx.i)
         m.d.comb += [sw.bank.eq(slot.bank), rx.sample_bad.eq(sw.bad),
                      rx.busy.eq(slot.busy), rx.waiting.eq(slot.waiting),

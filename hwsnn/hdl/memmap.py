@@ -20,7 +20,8 @@ its address (registering the word and the match): ``abits + 2 · width + 2`` fli
 
 Modelled here are the memories the engines, FIFOs and host link have: one synchronous,
 non-transparent read port and at most one write port with one enable, in one clock
-domain. ``tests/test_boards.py`` works some mappings out by hand;
+domain. A RAM read through ``hdl.ram.registered_read`` with undefined collisions needs
+neither emulation nor flip-flops. ``tests/test_boards.py`` works some mappings out by hand;
 ``benchmarks/estimate_accuracy.py`` compares whole designs with Yosys.
 """
 
@@ -84,12 +85,13 @@ def _address_bits(depth: int) -> int:
     return max(1, (depth - 1).bit_length())
 
 
-def _cost(p: Primitive, depth: int, width: int, rom: bool) -> tuple[float, int] | None:
+def _cost(p: Primitive, depth: int, width: int, rom: bool,
+          old: bool = True) -> tuple[float, int] | None:
     """The cheapest configuration of ``p`` for the memory: (cost, primitives)."""
     if rom and not p.rom:
         return None
     score = OWN_READ_PORT
-    if not rom and p.sync_read:
+    if not rom and p.sync_read and old:
         score += READ_FIRST + TRANSPARENCY
     best = None
     for i, unit in enumerate(p.widths):
@@ -109,9 +111,13 @@ def _cost(p: Primitive, depth: int, width: int, rom: bool) -> tuple[float, int] 
     return best
 
 
-def libmap(depth: int, width: int, rom: bool, family: str) -> Mapping:
+def libmap(depth: int, width: int, rom: bool, family: str,
+           collisions: str = "old") -> Mapping:
     """How Yosys builds a ``depth`` × ``width`` memory (``rom``: initialised and never
-    written) on an FPGA ``family``."""
+    written) on an FPGA ``family``; ``collisions``: what a read in the cycle of a write to
+    its address gives (``hdl.ram``): "old", or "undefined" (no emulation, no
+    flip-flops: the read register, without a power-up value, is the block's own)."""
+    old = collisions == "old"
     if depth < 1 or width < 1:
         raise ValueError(f"a memory needs a positive size, not {depth} × {width}")
     bits = depth * width
@@ -119,14 +125,14 @@ def libmap(depth: int, width: int, rom: bool, family: str) -> Mapping:
     chosen = Mapping(None, 0, logic, width if rom else bits + width)
     best = int(logic)  # (memory_libmap compares the soft-logic cost rounded down)
     for p in LIBRARIES[family]:
-        found = _cost(p, depth, width, rom)
+        found = _cost(p, depth, width, rom, old)
         if found is None or not found[0] < best:
             continue
         cost, count = found
         if rom:
             ffs = 0
         elif p.sync_read:
-            ffs = _address_bits(depth) + 2 * width + 2
+            ffs = _address_bits(depth) + 2 * width + 2 if old else 0
         else:
             ffs = width
         chosen, best = Mapping(p.name, count, cost, ffs, p.block), cost
