@@ -173,8 +173,38 @@ def test_mnist_section_renders_its_figures(quick, tmp_path):
     assert "the design took 110.0 µs per image" in md
     assert "13.7 images/s with protocol 2" in md
     assert "Skydiver" in md and "6,358 LUT, 40.5 BRAM" in md
+    assert "runs the MLP's design above at 33 MHz (Fmax 38.4 MHz)" in md
     with pytest.raises(bench.HwsnnError, match="run 'hwsnn bench' in full once first"):
         bench.update(tmp_path)
+
+
+def test_only_boards_builds_the_digits_designs_again(quick, tmp_path, monkeypatch):
+    """``bench --only boards``: every digits design's board builds run again (here a
+    stand-in), the Boards section shows them, every other section is the last run's."""
+    out, r = quick
+    figures = tmp_path / bench.FIGURES
+    figures.mkdir(parents=True)
+    (figures / "bench.json").write_text((out / bench.FIGURES / "bench.json").read_text())
+    asked = []
+    row = {"design": "digits-mlp", "describe": "new mlp design", "board": "icebreaker",
+           "fits": True, "fmax_mhz": 41.38, "clock_mhz": 12, "latency_us": 983.0,
+           "latency_us_at_fmax": 285.1, "lut_mapper": "abc9",
+           "resources": {"logic_cells": {"used": 3850, "available": 5280}},
+           "estimated": {"logic_cells": 3900}}
+
+    def builds(designs, work, progress, workers, scheduler):
+        asked.extend(f"{d.name}/{b}" for d in designs for b in d.boards)
+        return [row]
+    monkeypatch.setattr(bench, "_board_builds", builds)
+    u = bench.update(tmp_path, ("boards",), progress=False)
+    assert asked == [f"{d.name}/{b}" for d in bench.DESIGNS for b in d.boards]
+    saved = json.loads((figures / "bench.json").read_text())
+    assert saved["boards"] == [row] == u["boards"]
+    assert saved["conversion"] == r["conversion"] and saved["updated"][-1]["sections"] == \
+        ["boards"]
+    md = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "| new mlp design | icebreaker | yes | 3850 / 5280 |" in md
+    assert "3900 / 3850 (1.01)" in md and "`hwsnn bench --only boards`" in md
 
 
 def test_scale_section_from_its_recorded_figures(quick, tmp_path):

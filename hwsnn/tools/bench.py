@@ -401,19 +401,33 @@ def _mnist_md(m: dict | None) -> list[str]:
             + (f"{p['latency_ms']} ms" if "latency_ms" in p else "—") + " | "
             + (f"{p['fps']:,} images/s" if "fps" in p else "—") + " | "
             + (f"{p['luts']:,} LUT, {p['brams']} BRAM" if "luts" in p else "—") + " |")
+    up5k = next((b for b in m["boards"] if b["board"] == "icebreaker"), None)
+    speed = (f"runs the MLP's design above at {up5k['clock_mhz']:g} MHz (Fmax "
+             f"{up5k['fmax_mhz']:.1f} MHz)" if up5k else "runs such designs at 30–40 MHz")
     lines += ["", "What differs: those are Xilinx 7-series parts (6-input LUTs, DSP48, "
-              "100+ MHz); the iCE40 UP5K has 5,280 4-input LUTs, 8 DSPs and runs this "
-              "design at about 30–36 MHz; the ECP5-85F is a $100-board part. Latency here "
+              "100+ MHz); the iCE40 UP5K has 5,280 4-input LUTs, 8 DSPs and "
+              f"{speed}; the ECP5-85F is a $100-board part. Latency here "
               "is compute from the first pixel to the last readout value; images/s end to "
               "end includes the link.", ""]
     return lines
 
 
+def _board_builds(designs, work: Path, progress: bool, workers, scheduler) -> list[dict]:
+    """``board_build`` of every design on each of its boards (on Dask workers)."""
+    from .cluster import map_ordered
+    jobs = [(d, b, work) for d in designs for b in d.boards]
+    _log(progress, f"bench: building {len(jobs)} board designs (minutes each): "
+         + "; ".join(f"{d.describe()} for {b}" for d, b, _ in jobs))
+    return map_ordered(_board_task, jobs, scheduler=scheduler, workers=workers,
+                       desc="bench: board builds", progress=progress)
+
+
 def update(out=".", sections=("mnist",), *, boards: bool = True,
-           slow_boards: bool = False, progress: bool = True) -> dict:
-    """Run only ``sections`` (``mnist``) again and rewrite ``out/BENCHMARKS.md`` with them
-    and every other section as the last full run (``out/benchmarks/figures/bench.json``)
-    measured it."""
+           slow_boards: bool = False, progress: bool = True, workers: int | None = None,
+           scheduler: str | None = None) -> dict:
+    """Run only ``sections`` (``mnist``, ``boards``: the digits designs' board builds)
+    again and rewrite ``out/BENCHMARKS.md`` with them and every other section as the last
+    full run (``out/benchmarks/figures/bench.json``) measured it."""
     out = Path(out)
     path = out / FIGURES / "bench.json"
     if not path.is_file():
@@ -424,6 +438,8 @@ def update(out=".", sections=("mnist",), *, boards: bool = True,
     try:
         if "mnist" in sections:
             result["mnist"] = mnist(work, boards, slow_boards, progress)
+        if "boards" in sections and boards:
+            result["boards"] = _board_builds(DESIGNS, work, progress, workers, scheduler)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result.setdefault("updated", []).append(
@@ -775,7 +791,7 @@ def run(out=".", *, quick: bool = False, boards: bool = True, progress: bool = T
     the same, in the same order, as one after another (``workers=1``), but for the
     sweep's wall time. The designs' simulations stay one after another: their samples/s
     are figures of the report."""
-    from .cluster import check_workers, map_ordered
+    from .cluster import check_workers
     check_workers(workers, scheduler)
     command = "hwsnn bench" + (" --quick" if quick else "") + ("" if boards else " --no-boards")
     command += "".join(f" --model {m}" for m in models or ())
@@ -827,14 +843,8 @@ def run(out=".", *, quick: bool = False, boards: bool = True, progress: bool = T
             (10 if quick else RANDOM_ENGINES) if random_engines is None else random_engines,
             (2 if quick else RANDOM_NETWORKS) if random_networks is None else random_networks,
             progress, workers, scheduler)
-        result["boards"] = []
-        if boards:
-            jobs = [(d, b, work) for d in designs for b in d.boards]
-            _log(progress, f"bench: building {len(jobs)} board designs (minutes each): "
-                 + "; ".join(f"{d.describe()} for {b}" for d, b, _ in jobs))
-            result["boards"] = map_ordered(_board_task, jobs, scheduler=scheduler,
-                                           workers=workers, desc="bench: board builds",
-                                           progress=progress)
+        result["boards"] = (_board_builds(designs, work, progress, workers, scheduler)
+                            if boards else [])
         result["mnist"] = None if quick else mnist(work, boards, slow_boards, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)

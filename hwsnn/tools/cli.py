@@ -662,7 +662,8 @@ def cmd_bench(args) -> int:
                          "replace it: choose another --out")
     if args.only:
         r = bench.update(args.out, tuple(args.only), boards=not args.no_boards,
-                         slow_boards=args.slow_boards, progress=not args.json)
+                         slow_boards=args.slow_boards, progress=not args.json,
+                         workers=args.workers, scheduler=args.scheduler)
         _emit(args, r, f"wrote BENCHMARKS.md: {', '.join(args.only)} measured again, the "
               "rest as the last full run left it")
         return 0
@@ -1009,8 +1010,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--slow-boards", action="store_true", help="also rebuild the designs "
                    "whose build takes about an hour (the MNIST CNN on the ULX3S-85F); by "
                    "default BENCHMARKS.md quotes their recorded report")
-    s.add_argument("--only", action="append", choices=("mnist",), help="measure only this "
-                   "section again and keep every other as the last full run's "
+    s.add_argument("--only", action="append", choices=("mnist", "boards"),
+                   help="measure only this section again (boards: the digits designs' "
+                   "board builds) and keep every other as the last full run's "
                    "benchmarks/figures/bench.json has it")
     s.add_argument("--workers", type=int, metavar="N", help="run the random networks and "
                    "the board builds on a local Dask cluster of N worker processes (default: "
