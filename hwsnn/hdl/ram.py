@@ -58,23 +58,21 @@ def ram(*, shape, depth: int, init, collisions: str = "old") -> memory.Memory:
     return memory.Memory(shape=shape, depth=depth, init=init, attrs=attrs)
 
 
-def registered_read(m, mem: memory.Memory, *, name: str, write=None, en=None):
+def registered_read(m, mem: memory.Memory, *, name: str, write=None):
     """A read of ``mem`` whose data comes a cycle after its address, as from a
     synchronous port, through a register that a RAM block holds (see the module).
 
-    Returns (``addr``, ``data``): drive ``addr``; ``data`` is the register. ``en``: the
-    register loads only while it is 1 (default: every cycle). ``write``: ``mem``'s write
-    port, for ``poison_collisions`` (a ``collisions="undefined"`` memory)."""
+    Returns (``addr``, ``data``): drive ``addr``; ``data`` is the register, loaded every
+    cycle. ``write``: ``mem``'s write port, for ``poison_collisions`` (a
+    ``collisions="undefined"`` memory)."""
+    if NO_RW_CHECK in mem.attrs and write is None:
+        raise ValueError(f"{name}: a memory with undefined collisions is read with its "
+                         "write port given (write=), so that tests can poison them")
     port = mem.read_port(domain="comb")
     data = Signal(mem.shape, name=name, reset_less=True, attrs={NO_INIT: 1})
     value = port.data
-    if _poison and write is not None and NO_RW_CHECK in mem.attrs:
+    if _poison and NO_RW_CHECK in mem.attrs:
         hit = write.en.any() & (write.addr == port.addr)
         value = Mux(hit, (1 << Shape.cast(mem.shape).width) - 1, Value.cast(port.data))
-    load = data.eq(value)
-    if en is None:
-        m.d.sync += load
-    else:
-        with m.If(en):
-            m.d.sync += load
+    m.d.sync += data.eq(value)
     return port.addr, data
