@@ -246,9 +246,9 @@ class Datapath(wiring.Component):
         c_raw = Signal(cshape)
         m.d.sync += [v_raw.eq(v_data), self.b_raw.eq(b_data)]
         if plan.has_current:
-            m.submodules.cmem = cmem = ram(
-                shape=cshape, depth=plan.addresses, init=plan.bias_words,
-                collisions="old" if plan.mac_lanes else "undefined")
+            m.submodules.cmem = cmem = ram(shape=cshape, depth=plan.addresses,
+                                           init=plan.bias_words,
+                                           collisions=plan.current_collisions)
             self.c_wr = cmem.write_port()
             c_addr, c_data = registered_read(m, cmem, name="c_rd", write=self.c_wr)
             m.d.comb += c_addr.eq(s2.addr)

@@ -169,7 +169,7 @@ def memories(net: QNet, plans: dict[str, EnginePlan],
                              distinct=cols.distinct))
         if plan.has_current:
             out.append(MemoryUse(name, "input current", A, P * plan.cbits,
-                                 collisions="old" if plan.mac_lanes else "undefined"))
+                                 collisions=plan.current_collisions))
         if plan.keeps_statistics:
             out.append(MemoryUse(name, "cos statistics", A, P * stats_layout(plan).size))
         for k, proj in enumerate(plan.projections):

@@ -300,6 +300,13 @@ class EnginePlan:
         return bool(self.cos_steps) and self.kind == "gn"
 
     @property
+    def current_collisions(self) -> str:
+        """What a read of the input current RAM that meets a write to its address gives
+        (``hdl.ram``): undefined, as the membranes' (such a read is a forwarding hit),
+        but for the multiply-accumulate input stage's writes, which are not forwarded."""
+        return "old" if self.mac_lanes else "undefined"
+
+    @property
     def queue_depth(self) -> int:
         """Default output queue depth in lane groups: two sweeps' worth (with cos, the
         ρ + T sweeps of a sample, so that an engine runs a whole sample ahead of the next
