@@ -1,14 +1,17 @@
-"""The layer-serial processor's memory plan (docs/serial.md) for the small CIFAR CNN of
-issue 19, against the block RAMs of a board: what the compiler pass
-(``hwsnn.hdl.serial.SerialPlan``) places, per memory, at a few lane counts and membrane
-depths.
+"""The layer-serial processor's memory plan and cycles (docs/serial.md) for the small CIFAR
+CNN of issue 19, against the block RAMs of a board: what the compiler pass
+(``hwsnn.hdl.serial.SerialPlan``) places, per memory, at a few lane counts, membrane
+depths and input-current choices, and the cycles per inference of the processor's model
+(``hwsnn.hdl.serial_model``), run on random images and checked bit-exact against the
+golden model.
 
-The network: conv32-conv32-pool-conv64-conv64-pool-fc on 3×32×32 inputs, random weights
-(seed 0), QCFS-calibrated on random inputs (no CIFAR data here), GN τ = 4, T = 2, 8-bit
-weights. Its dataflow design needs 534 block RAMs, against the ULX3S-85F's 208.
+The network (``hwsnn.snn.random_nets.small_cifar_qnet``): conv32-conv32-pool-conv64-
+conv64-pool-fc on 3×32×32 inputs, random weights (seed 0), calibrated on random inputs
+(no CIFAR data here), GN τ = 4, T = 2, 8-bit weights. Its dataflow design needs 534 block
+RAMs, against the ULX3S-85F's 208.
 
     .venv/bin/python benchmarks/serial_plan.py
-    .venv/bin/python benchmarks/serial_plan.py --board ulx3s-85f --lanes 18 --membrane-words 1024
+    .venv/bin/python benchmarks/serial_plan.py --point 18,1024,replay --samples 4
 """
 
 from __future__ import annotations
@@ -18,73 +21,79 @@ import json
 import sys
 
 import torch
-from torch import nn
 
 from hwsnn import boards
-from hwsnn.frontends.pytorch import trace
 from hwsnn.hdl.serial import SerialPlan
-from hwsnn.snn.convert import convert
-from hwsnn.snn.quantize import quantize
+from hwsnn.hdl.serial_model import SerialMachine
+from hwsnn.snn import golden
+from hwsnn.snn.random_nets import small_cifar_qnet
 
-# (lanes, membrane words or None for one tile per population)
-DEFAULT_POINTS = ((16, None), (18, None), (18, 1024), (9, 1024))
+# (lanes, membrane words or None for one tile per population, keep the input current)
+DEFAULT_POINTS = ((16, None, True), (18, None, True), (18, 1024, True), (18, 1024, False),
+                  (9, 1024, False))
 
 
-def small_cifar_cnn():
-    """The QNet of the small CIFAR CNN (random weights, calibrated on random inputs)."""
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-        nn.AvgPool2d(2), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
-        nn.Linear(64 * 8 * 8, 10)).eval()
-    x = torch.rand(64, 3, 32, 32)
-    return quantize(convert(trace(model, x[:2]), method="gn", timesteps=2, group_size=4,
-                            calibration=x, progress=False))
+def _point(text: str):
+    try:
+        lanes, words, current = text.split(",")
+        return int(lanes), int(words) or None, {"keep": True, "replay": False}[current]
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(
+            f"--point {text!r}: give lanes,membrane_words,keep|replay (membrane words 0: "
+            "one tile per population), e.g. 18,1024,replay") from None
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--board", default="ulx3s-85f")
-    ap.add_argument("--lanes", type=int, action="append",
-                    help="lane count P (repeatable; with --membrane-words, pairwise)")
-    ap.add_argument("--membrane-words", type=int, action="append",
-                    help="membrane memory depth (0: one tile per population)")
+    ap.add_argument("--point", type=_point, action="append",
+                    help="lanes,membrane_words,keep|replay (repeatable)")
+    ap.add_argument("--samples", type=int, default=2,
+                    help="random images run through the model (0: the plan only)")
     ap.add_argument("--json", type=str, help="write the figures here")
     args = ap.parse_args(argv)
-    points = DEFAULT_POINTS
-    if args.lanes:
-        words = args.membrane_words or [0] * len(args.lanes)
-        if len(words) != len(args.lanes):
-            ap.error("give --membrane-words as often as --lanes, or not at all")
-        points = tuple((p, w or None) for p, w in zip(args.lanes, words, strict=True))
+    points = args.point or DEFAULT_POINTS
     board = boards.get(args.board)
-    net = small_cifar_cnn()
+    net = small_cifar_qnet()
     weight_bits = sum(q.weight.size * q.weight_bits for p in net.populations
                       for q in p.projections)
     print(f"small CIFAR CNN: {sum(p.size for p in net.populations):,} neurons, "
           f"{weight_bits // 8:,} weights of 8 bits; {board.title}: "
           f"{board.device.bram_blocks} block RAMs of {board.device.bram_bits} bits")
+    torch.manual_seed(1)
+    codes = torch.randint(0, 256, (args.samples, *net.input.shape))
     rows = []
-    print("| P | membrane words | tiles | weights | biases | membranes | planes | total | "
-          "weight bits / their RAM bits | plane scan cycles |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for lanes, words in points:
-        plan = SerialPlan(net, lanes=lanes, membrane_words=words)
+    names = ("weights", "biases", "membranes", "currents", "planes", "pixels", "program")
+    print("| P | membrane words | input current | tiles | " + " | ".join(names)
+          + " | total | weight bits / their RAM bits | cycles per inference |")
+    print("|---" * (len(names) + 7) + "|")
+    for lanes, words, keep in points:
+        plan = SerialPlan(net, lanes=lanes, membrane_words=words, keep_current=keep)
         rams = plan.block_rams(board.device.bram_modes)
         total = sum(rams.values())
         share = weight_bits / (rams["weights"] * board.device.bram_bits)
         tiles = [len(layer.tiles) for layer in plan.layers]
+        cycles = None
+        if args.samples:
+            run = SerialMachine(plan).run(codes)
+            ref = golden.run(net, codes, lanes=lanes)
+            if not torch.equal(run.readout, ref.readout):
+                print(f"P = {lanes}: the model's readout differs from the golden model's")
+                return 1
+            cycles = (run.descriptor + run.scan + run.ops).double().mean().item()
         rows.append({"lanes": lanes, "membrane_words": plan.memories["membranes"][1],
-                     "tiles": tiles, "block_rams": rams, "total": total,
-                     "weight_share": share, "scan_cycles": plan.scan_cycles(),
+                     "keep_current": keep, "tiles": tiles, "block_rams": rams,
+                     "total": total, "weight_share": share, "cycles": cycles,
                      "fits": total <= board.device.bram_blocks})
-        print(f"| {lanes} | {plan.memories['membranes'][1]} | {tiles} | {rams['weights']} | "
-              f"{rams['biases']} | {rams['membranes']} | {rams['planes']} | "
-              f"**{total}** | {share:.1%} | {plan.scan_cycles():,} |")
+        print(f"| {lanes} | {plan.memories['membranes'][1]} | "
+              f"{'kept' if keep else 'replayed'} | {tiles} | "
+              + " | ".join(str(rams[n]) for n in names)
+              + f" | **{total}** | {share:.1%} | "
+              + (f"{cycles:,.0f}" if cycles is not None else "–") + " |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"board": board.name, "points": rows}, f, indent=1)
+            json.dump({"board": board.name, "samples": args.samples, "points": rows}, f,
+                      indent=1)
     return 0
 
 

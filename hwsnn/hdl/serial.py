@@ -1,36 +1,54 @@
-"""The layer-serial processor's compiler pass (docs/serial.md): tiles, the layer program's
-descriptors and the memory map, computed from a QNet in plain Python.
+"""The layer-serial processor's compiler pass (docs/serial.md): tiles, the layer program and
+the memory map, computed from a QNet in plain Python.
 
-Design stage (issue 19): no hardware reads this plan yet. What it fixes is what the
-processor, its estimate and the golden model's serial cycle count will share: which output
-channels each tile holds, where every projection's weights, every population's biases and
-every spike plane live, how densely the weights are packed, and the cycles the processor
-spends besides the dataflow engines' work (scanning the planes, one word a cycle).
+``SerialPlan(net, lanes=P)`` decides what the processor, its estimate and the golden
+model's serial cycle count share:
 
-Units: weights and biases are packed as fields, P per word, one projection's (or
-population's) fields straight after the last one's, so that no bit of a word is left
-empty between rows (a row may start in the middle of a word: the weight reader reads two
-interleaved banks and aligns the P fields it needs). Planes are words of ``plane_width``
-bits; each step's plane of a population starts at a word boundary.
+- **tiles**: ranges of output channels, multiples of P, computed one after another when a
+  population's membranes do not fit the membrane memory;
+- **the layer program**: one ``TileDescriptor`` per tile, in execution order, encoded into
+  32-bit words (``program_words``; ``decode_program`` reads them back);
+- **the memory images**: the weights as fields, P a word, each projection's straight after
+  the last one's (``weight_fields``); the biases laid out like the membranes, one word of P
+  per lane group (``bias_words``; a convolution's per channel only, else per position
+  too); ``memory_words`` packs them; the image's pixels; the spike planes placed by
+  liveness;
+- **the cycles** the processor spends besides the dataflow engines' work: reading the
+  planes and the pixels (``scan_cycles``), and the descriptors.
+
+Spike planes are laid out like the membranes: a population ``[C, H, W]`` (a vector is
+``[N, 1, 1]``) with G = ⌈C/P⌉ lane groups keeps step t's counts at word
+``plane + t·H·W·G + (y·W + x)·G + g``, channel g·P + l in field l of ``plane_bits`` bits
+(``hdl.scanner``). A dense projection's weight rows follow the order the planes are read
+in: source neuron (c, y, x) is row ``(y·W + x)·C + c``, output neuron i its field ``i`` of
+the row; a convolution's row is the tap (c_in, ky, kx), as in the dataflow engines. The
+image is not a plane: its pixels are bytes in stream order (c, y, x), read by the input
+stage, which turns every set bit into an event (docs/hardware.md).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
 
 from ..errors import ParameterError
 from ..snn.qnet import FORMAT_VERSION, INPUT, PIXEL_BITS, QNet, QPopulation
+from ..snn.widths import bias_values, widths
 from .estimate import blocks_for
 
-__all__ = ["SerialPlan", "LayerDescriptor", "ProjectionDescriptor", "Region", "count_bits",
-           "PLANE_WIDTH"]
+__all__ = ["SerialPlan", "LayerDescriptor", "ProjectionDescriptor", "TileDescriptor",
+           "ProjectionRecord", "Region", "count_bits", "plane_bits", "decode_program",
+           "descriptor_words", "KINDS", "PROGRAM_WIDTH", "HEADER_FIELDS", "RECORD_FIELDS"]
 
-PLANE_WIDTH = 32  # bits per word of the spike-plane memory
+PROGRAM_WIDTH = 32  # bits per word of the layer program
+KINDS = ("gn", "ilif", "readout")  # a descriptor's kind field: the index
 
 
 def count_bits(pop: QPopulation) -> int:
-    """Bits of one neuron's field in one step's plane: ⌈log2(τ + 1)⌉ for a group neuron,
+    """Bits of one neuron's count in one step's plane: ⌈log2(τ + 1)⌉ for a group neuron,
     1 for an ILIF bit-plane; a readout writes no plane (0)."""
     if pop.kind == "readout":
         return 0
@@ -39,10 +57,18 @@ def count_bits(pop: QPopulation) -> int:
     return max(1, int(pop.group_size).bit_length())
 
 
+def plane_bits(net: QNet) -> int:
+    """Bits of a plane field, one width for the whole plane memory: the widest count,
+    rounded up to 1, 2, 4 or 8 bits (so that P fields make the words of a memory whose
+    lanes the sweep writes at once)."""
+    widest = max((count_bits(p) for p in net.populations), default=1)
+    return next(b for b in (1, 2, 4, 8, 16) if b >= widest)
+
+
 @dataclass(frozen=True)
 class Region:
     """A stretch of one memory: ``words`` words from word ``base``; ``bits_used`` of its
-    bits hold data (the rest pads its last word, or a row to a word boundary)."""
+    bits hold data (the rest pads its last word, or a channel count to a lane group)."""
 
     memory: str
     name: str
@@ -65,12 +91,12 @@ class ProjectionDescriptor:
     weight_shift: int
     weight_field: int  # the first weight's field in the weight memory
     weights: int  # its weights (fields)
-    source_plane: int  # word address of the source's first plane (the image's: pixels)
+    source_plane: int  # word address of the source's first plane (the image: pixel 0)
 
 
 @dataclass(frozen=True)
 class LayerDescriptor:
-    """One population's entry of the layer program."""
+    """One population as the compiler sees it (its tiles become ``TileDescriptor``s)."""
 
     population: str
     kind: str
@@ -83,11 +109,67 @@ class LayerDescriptor:
     membrane_bits: int
     tiles: tuple[tuple[int, int], ...]  # output channel ranges [start, stop)
     projections: tuple[ProjectionDescriptor, ...]
-    bias_field: int
+    bias_word: int  # the first word of its biases
     bias_per_channel: bool  # one bias per output channel (a map whose biases vary by
-    # channel only, as a convolution's do), else one per neuron
+    # channel only, as a convolution's do), else one per neuron in (position, channel) order
     plane: int  # word address of its first output plane (readout: -1, none)
-    plane_words: int  # words of one step's plane
+    plane_words: int  # words of one step's plane (positions × lane groups)
+
+
+# The layer program: one descriptor per tile, a header and one record per projection, each
+# a fixed list of unsigned fields packed from bit 0 of its first word on (signed values in
+# two's complement), cut into PROGRAM_WIDTH-bit words.
+HEADER_FIELDS = _HEADER = (
+    "kind", "threshold", "group_size", "v0", "steps_in", "steps_out", "cos_steps", "channels",
+    "height", "width", "c0", "tile_groups", "bias_word", "bias_per_channel", "plane",
+    "plane_step", "has_current", "projections", "last")
+RECORD_FIELDS = _PROJECTION = (
+    "source_is_image", "conv", "src_channels", "src_height", "src_width", "source_plane",
+    "source_step", "kernel", "stride", "padding", "weight_field", "weight_shift")
+_SIGNED = {"v0"}
+
+
+@dataclass(frozen=True)
+class ProjectionRecord:
+    source_is_image: int
+    conv: int
+    src_channels: int
+    src_height: int
+    src_width: int
+    source_plane: int
+    source_step: int  # words of one step's plane of the source (the image: 0)
+    kernel: int
+    stride: int
+    padding: int
+    weight_field: int
+    weight_shift: int
+
+
+@dataclass(frozen=True)
+class TileDescriptor:
+    """What the processor's registers hold while it computes one tile: the output channels
+    [c0, c0 + tile_groups·P) ∩ [0, channels) of one population."""
+
+    kind: int  # index into KINDS
+    threshold: int
+    group_size: int
+    v0: int
+    steps_in: int
+    steps_out: int
+    cos_steps: int
+    channels: int
+    height: int
+    width: int
+    c0: int
+    tile_groups: int
+    bias_word: int
+    bias_per_channel: int
+    plane: int  # own planes' first word (a readout: 0)
+    plane_step: int  # words of one step's own plane: positions × lane groups
+    has_current: int  # GN fed by the image: an input current, computed once per tile
+    projections: int
+    last: int  # the program's last tile
+    records: tuple[ProjectionRecord, ...] = ()
 
 
 def _channels(shape) -> tuple[int, int]:
@@ -98,6 +180,13 @@ def _channels(shape) -> tuple[int, int]:
     return math.prod(int(d) for d in shape), 1
 
 
+def _geometry(shape) -> tuple[int, int, int]:
+    """(C, H, W) of a population or the image (a vector: [N, 1, 1])."""
+    if len(shape) == 3:
+        return int(shape[0]), int(shape[1]), int(shape[2])
+    return math.prod(int(d) for d in shape), 1, 1
+
+
 class SerialPlan:
     """The serial processor's plan for ``net`` on one engine of ``lanes`` lanes.
 
@@ -105,70 +194,100 @@ class SerialPlan:
     whose membranes need more is split into tiles of output channels (each a multiple of
     P channels, the last one the rest), and one whose P channels alone do not fit is
     refused. None: one tile per population, the memory as deep as the largest needs.
-    ``plane_width``: bits per word of the spike planes.
 
     Attributes: ``layers`` (a ``LayerDescriptor`` per population, in QNet order),
-    ``regions`` (every ``Region``), ``memories`` (name → (width in bits, depth in words)),
-    ``weight_packing`` (weight bits over the weight memory's bits).
+    ``tiles`` (a ``TileDescriptor`` per tile, in execution order), ``regions`` (every
+    ``Region``), ``memories`` (name → (width in bits, depth in words)), ``plane_bits``,
+    ``weight_bits``, ``bias_bits``, ``weight_packing`` (weight bits over the weight
+    memory's bits).
     """
 
     def __init__(self, net: QNet, lanes: int = 16, *, membrane_words: int | None = None,
-                 plane_width: int = PLANE_WIDTH):
+                 keep_current: bool = True):
         if not isinstance(net, QNet):
             raise TypeError(f"SerialPlan needs a QNet, not {type(net).__name__}")
         if net.version != FORMAT_VERSION:
             raise ParameterError(f"QNet version {net.version} is not supported (version "
                                  f"{FORMAT_VERSION})")
-        for name, value in (("lanes", lanes), ("plane_width", plane_width)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ParameterError(f"{name} must be a positive integer, not {value!r}")
+        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+            raise ParameterError(f"lanes must be a positive integer, not {lanes!r}")
         if membrane_words is not None and (isinstance(membrane_words, bool) or not
                                            isinstance(membrane_words, int)
                                            or membrane_words < 1):
             raise ParameterError(f"membrane_words must be a positive integer, not "
                                  f"{membrane_words!r}")
-        self.net, self.lanes, self.plane_width = net, lanes, plane_width
+        for pop in net.populations:
+            if pop.saturate:
+                raise ParameterError(
+                    f"population {pop.name} saturates its membrane ({pop.membrane_bits} "
+                    "bits); the processor needs exact widths: convert with a larger "
+                    "--max-membrane-bits")
+            if pop.kind == "readout" and net.method != "ilif" and any(
+                    q.source == INPUT for q in pop.projections):
+                raise ParameterError(f"population {pop.name}: a readout fed by the image "
+                                     "itself has no processor for rate methods; add a hidden "
+                                     "layer or use ilif")
+            for q in pop.projections:
+                if q.kind == "dense" and len(pop.shape) == 3:
+                    raise ParameterError(f"population {pop.name}: a dense projection into "
+                                         "a spatial population is not supported")
+        if not isinstance(keep_current, bool):
+            raise ParameterError(f"keep_current must be True or False, not {keep_current!r}")
+        self.net, self.lanes, self.keep_current = net, lanes, keep_current
+        self.plane_bits = plane_bits(net)
         self.weight_bits = max(q.weight_bits for p in net.populations for q in p.projections)
+        # (the bias as added: a rate readout's T·B, an ILIF's B + V0: ``widths``)
+        self.bias_bits = max(widths(net, p).bias for p in net.populations)
         self.regions: list[Region] = []
         tiles = {p.name: self._tiles(p, membrane_words) for p in net.populations}
         planes = self._place_planes()
         self.layers: list[LayerDescriptor] = []
-        field, bias_field = 0, 0
+        field, bias_word = 0, 0
         shapes = {INPUT: tuple(int(d) for d in net.input.shape)}
         shapes.update({p.name: tuple(int(d) for d in p.shape) for p in net.populations})
         for pop in net.populations:
             projs = []
             for i, q in enumerate(pop.projections):
                 n = int(q.weight.size)
+                plane = 0 if q.source == INPUT else planes[q.source].base
                 projs.append(ProjectionDescriptor(
                     q.source, q.kind, shapes[q.source], q.kernel, q.stride, q.padding,
-                    q.weight_bits, q.weight_shift, field, n, planes[q.source].base))
+                    q.weight_bits, q.weight_shift, field, n, plane))
                 self.regions.append(Region("weights", f"{pop.name}.{i}", field // lanes,
                                            _span(field, n, lanes), n * q.weight_bits))
                 field += n
             per_channel = _bias_per_channel(pop)
-            biases = pop.shape[0] if per_channel else pop.size
-            self.regions.append(Region("biases", pop.name, bias_field // lanes,
-                                       _span(bias_field, biases, lanes),
-                                       biases * pop.bias_bits))
+            channels, positions = _channels(pop.shape)
+            words = math.ceil(channels / lanes) * (1 if per_channel else positions)
+            self.regions.append(Region("biases", pop.name, bias_word, words,
+                                       channels * (1 if per_channel else positions)
+                                       * widths(net, pop).bias))
             own = planes.get(pop.name)
             self.layers.append(LayerDescriptor(
                 pop.name, pop.kind, shapes[pop.name], pop.threshold, pop.group_size, pop.v0,
                 pop.steps_in, pop.steps_out, pop.membrane_bits, tiles[pop.name],
-                tuple(projs), bias_field, per_channel, own.base if own else -1,
+                tuple(projs), bias_word, per_channel, own.base if own else -1,
                 self._plane_words(pop.name)))
-            bias_field += biases
-        self.weight_fields, self.bias_fields = field, bias_field
+            bias_word += words
+        self.weight_field_count = field
+        self.tiles = self._tile_descriptors()
         tile_words = max(self._tile_words(p, t) for p in net.populations
                          for t in tiles[p.name])
+        with_current = [p for p in net.populations if self._has_current(p)]
+        current_words = max((self._tile_words(p, t) for p in with_current
+                             for t in tiles[p.name]), default=0)
         self.memories = {
             "weights": (lanes * self.weight_bits, math.ceil(field / lanes)),
-            "biases": (lanes * max(p.bias_bits for p in net.populations),
-                       math.ceil(bias_field / lanes)),
-            "membranes": (lanes * max(p.membrane_bits for p in net.populations),
+            "biases": (lanes * self.bias_bits, bias_word),
+            "membranes": (lanes * max(widths(net, p).membrane for p in net.populations),
                           membrane_words if membrane_words is not None else tile_words),
-            "planes": (plane_width, max((r.base + r.words for r in self.regions
-                                         if r.memory == "planes"), default=0)),
+            "currents": (lanes * max((widths(net, p).current for p in with_current),
+                                     default=1), current_words),
+            "planes": (lanes * self.plane_bits,
+                       max((r.base + r.words for r in self.regions if r.memory == "planes"),
+                           default=0)),
+            "pixels": (PIXEL_BITS, math.prod(net.input.shape)),
+            "program": (PROGRAM_WIDTH, len(self.program_words())),
         }
 
     # -- tiles ----------------------------------------------------------------------------
@@ -190,34 +309,43 @@ class SerialPlan:
         step = groups * self.lanes
         return tuple((c, min(c + step, channels)) for c in range(0, channels, step))
 
+    def _has_current(self, pop: QPopulation) -> bool:
+        """A GN population fed by the image keeps its input current (bias + W·x, computed
+        once per tile) in the current memory; without ``keep_current`` its input stage
+        runs again in every step, straight into the membranes."""
+        return (self.keep_current and pop.kind == "gn"
+                and any(q.source == INPUT for q in pop.projections))
+
+    def _replays(self, pop: QPopulation) -> bool:
+        return (not self.keep_current and pop.kind == "gn"
+                and any(q.source == INPUT for q in pop.projections))
+
     # -- planes ---------------------------------------------------------------------------
     def _plane_words(self, name: str) -> int:
-        """Words of one step's plane of ``name`` (the image: one of its bit-planes)."""
-        if name == INPUT:
-            return math.ceil(math.prod(self.net.input.shape) / self.plane_width)
+        """Words of one step's plane of population ``name``: positions × lane groups."""
         pop = self.net.population(name)
-        return math.ceil(pop.size * count_bits(pop) / self.plane_width)
+        if pop.kind == "readout":
+            return 0
+        channels, positions = _channels(pop.shape)
+        return positions * math.ceil(channels / self.lanes)
 
     def _place_planes(self) -> dict[str, Region]:
-        """Every plane region, placed first fit by liveness: the image's bit-planes and
-        each population's output planes live from the population that writes them (the
-        image: before the first) to the last population that reads them."""
+        """Every population's planes, placed first fit by liveness: they live from the
+        population that writes them to the last population that reads them."""
         net = self.net
         order = {p.name: i for i, p in enumerate(net.populations)}
-        last = {INPUT: -1}
-        last.update({p.name: order[p.name] for p in net.populations})
+        last = {p.name: order[p.name] for p in net.populations}
         for p in net.populations:
             for q in p.projections:
-                last[q.source] = max(last[q.source], order[p.name])
+                if q.source != INPUT:
+                    last[q.source] = max(last[q.source], order[p.name])
         live: list[tuple[int, int, Region]] = []  # (first, last, region)
         placed: dict[str, Region] = {}
-        writers = [(INPUT, -1, PIXEL_BITS)] + [(p.name, order[p.name], p.steps_out)
-                                               for p in net.populations
-                                               if p.kind != "readout"]
-        for name, first, steps in writers:
-            words = steps * self._plane_words(name)
-            size = (math.prod(net.input.shape) * PIXEL_BITS if name == INPUT else
-                    net.population(name).size * count_bits(net.population(name)) * steps)
+        for pop in net.populations:
+            if pop.kind == "readout":
+                continue
+            name, first = pop.name, order[pop.name]
+            words = pop.steps_out * self._plane_words(name)
             busy = sorted((r.base, r.base + r.words) for a, b, r in live
                           if a <= last[name] and first <= b)
             base = 0
@@ -225,11 +353,118 @@ class SerialPlan:
                 if base + words <= lo:
                     break
                 base = max(base, hi)
-            region = Region("planes", name, base, words, size)
+            region = Region("planes", name, base, words,
+                            pop.size * count_bits(pop) * pop.steps_out)
             live.append((first, last[name], region))
             placed[name] = region
             self.regions.append(region)
         return placed
+
+    # -- the layer program ----------------------------------------------------------------
+    def _tile_descriptors(self) -> list[TileDescriptor]:
+        net, out = self.net, []
+        cos = net.cos_steps if net.method == "cos" else 0
+        for layer in self.layers:
+            pop = net.population(layer.population)
+            channels, height, width = _geometry(pop.shape)
+            records = []
+            for q in layer.projections:
+                c, h, w = _geometry(q.source_shape)
+                records.append(ProjectionRecord(
+                    int(q.source == INPUT), int(q.kind == "conv"), c, h, w, q.source_plane,
+                    0 if q.source == INPUT else self._plane_words(q.source),
+                    q.kernel, q.stride, q.padding, q.weight_field, q.weight_shift))
+            for c0, c1 in layer.tiles:
+                out.append(TileDescriptor(
+                    KINDS.index(pop.kind), pop.threshold, pop.group_size, pop.v0,
+                    pop.steps_in, pop.steps_out, cos if pop.kind != "ilif" else 0,
+                    channels, height, width, c0, math.ceil((c1 - c0) / self.lanes),
+                    layer.bias_word, int(layer.bias_per_channel), max(layer.plane, 0),
+                    layer.plane_words, int(self._has_current(pop)), len(records), 0,
+                    tuple(records)))
+        out[-1] = TileDescriptor(**{**_header_values(out[-1]), "last": 1,
+                                    "records": out[-1].records})
+        return out
+
+    def program_fields(self) -> dict[str, tuple[int, bool]]:
+        """Field name → (bits, signed) of the program's header and projection records:
+        each as wide as this network's largest value needs."""
+        values: dict[str, list[int]] = {}
+        for t in self.tiles:
+            for name, v in _header_values(t).items():
+                values.setdefault(name, []).append(v)
+            for r in t.records:
+                for f in fields(r):
+                    values.setdefault(f.name, []).append(getattr(r, f.name))
+        out = {}
+        for name, vs in values.items():
+            signed = name in _SIGNED
+            lo, hi = min(vs), max(vs)
+            bits = max(1, hi.bit_length(), (~lo).bit_length() if lo < 0 else 0)
+            out[name] = (bits + 1 if signed else bits, signed)
+        return out
+
+    def program_words(self) -> list[int]:
+        """The layer program: each tile's header, then its projection records, each record
+        starting at a word boundary."""
+        spec, words = self.program_fields(), []
+        for t in self.tiles:
+            words += _pack([(_header_values(t)[n], *spec[n]) for n in _HEADER])
+            for r in t.records:
+                words += _pack([(getattr(r, n), *spec[n]) for n in _PROJECTION])
+        return words
+
+    # -- memory images --------------------------------------------------------------------
+    def weight_fields(self) -> np.ndarray:
+        """Every weight as stored (weight >> its shift), in field order: a dense row per
+        source neuron in plane order ((y·W + x)·C + c), a convolution's per tap."""
+        out = np.zeros(self.weight_field_count, dtype=np.int64)
+        for layer, pop in zip(self.layers, self.net.populations, strict=True):
+            for desc, q in zip(layer.projections, pop.projections, strict=True):
+                w = np.asarray(q.stored, dtype=np.int64)
+                if q.kind == "dense":
+                    n_out = w.shape[0]
+                    if q.source != INPUT:  # source rows into plane order
+                        c, h, wd = _geometry(desc.source_shape)
+                        w = w.reshape(n_out, c, h * wd).transpose(0, 2, 1).reshape(n_out, -1)
+                    rows = w.T  # [rows, outputs]
+                else:
+                    rows = w.transpose(1, 2, 3, 0).reshape(-1, w.shape[0])  # [(ci,ky,kx), co]
+                out[desc.weight_field:desc.weight_field + desc.weights] = rows.reshape(-1)
+        return out
+
+    def bias_words(self) -> np.ndarray:
+        """[words, P] every bias the processor adds (``widths.bias_values``: a rate
+        readout's T·B, an ILIF's B + V0), laid out like the membranes: population p's lane
+        group g (of channels g·P ..) at word ``bias_word + g``, or for one bias per neuron
+        at ``bias_word + position·G + g``; padding lanes 0."""
+        out = np.zeros((self.memories["biases"][1], self.lanes), dtype=np.int64)
+        for layer, pop in zip(self.layers, self.net.populations, strict=True):
+            channels, positions = _channels(pop.shape)
+            groups = math.ceil(channels / self.lanes)
+            b = np.asarray(bias_values(self.net, pop), dtype=np.int64).reshape(channels,
+                                                                               positions)
+            if layer.bias_per_channel:
+                b = b[:, :1]
+            padded = np.zeros((groups * self.lanes, b.shape[1]), dtype=np.int64)
+            padded[:channels] = b
+            rows = padded.T.reshape(-1, self.lanes)  # (position, group) order
+            out[layer.bias_word:layer.bias_word + len(rows)] = rows
+        return out
+
+    def memory_words(self, name: str) -> list[int]:
+        """The initial words of the weight, bias or program memory, P fields a word (field
+        l in bits l·b ..), two's complement (the program: ``program_words``)."""
+        if name == "program":
+            return self.program_words()
+        if name == "weights":
+            values, bits = self.weight_fields(), self.weight_bits
+        elif name == "biases":
+            values, bits = self.bias_words().reshape(-1), self.bias_bits
+        else:
+            raise ParameterError(f"memory {name!r} has no initial image (weights, biases, "
+                                 "program)")
+        return _words(values, bits, self.lanes)
 
     # -- figures --------------------------------------------------------------------------
     @property
@@ -249,31 +484,134 @@ class SerialPlan:
         return {k: blocks_for(d, w, modes) if d else 0 for k, (w, d) in self.memories.items()}
 
     def scan_cycles(self) -> int:
-        """Cycles per sample the plane reader spends reading words, one a cycle, beyond
-        the engine's work on the events (the same for every sample): for every tile of
-        every population, each step's plane of each projection's source (the image:
-        its 8 bit-planes, once per tile, for the input stage or as an ILIF's steps)."""
+        """Cycles per sample spent reading words, one a cycle, beyond the engine's work on
+        the events (the same for every sample): for every tile, each step's plane of each
+        projection's source, and the image's pixels once (its input stage turns all 8 bits
+        of a pixel into events at once; without ``keep_current``, once per step)."""
         total = 0
         for layer in self.layers:
             pop = self.net.population(layer.population)
             for _ in layer.tiles:
                 for q in layer.projections:
-                    words = self._plane_words(q.source)
-                    steps = PIXEL_BITS if q.source == INPUT else pop.steps_in
-                    total += steps * words
+                    if q.source == INPUT:
+                        runs = pop.steps_in if self._replays(pop) else 1
+                        total += runs * math.prod(self.net.input.shape)
+                    else:
+                        total += pop.steps_in * self._plane_words(q.source)
         return total
 
-    def ideal_cycles(self, result):
+    def replay_ops(self, codes) -> torch.Tensor:
+        """[B] operations the input stages' runs after the first add without
+        ``keep_current`` (0 with it): every set bit of every pixel, times the outputs it
+        reaches and the tile's lane groups, in each step after the first."""
+        from ..snn.golden import reach
+
+        codes = torch.as_tensor(codes).to(torch.int64)
+        total = torch.zeros(codes.shape[0], dtype=torch.int64)
+        for layer in self.layers:
+            pop = self.net.population(layer.population)
+            if not self._replays(pop):
+                continue
+            groups = sum(math.ceil((c1 - c0) / self.lanes) for c0, c1 in layer.tiles)
+            for q in pop.projections:
+                if q.source != INPUT:
+                    continue
+                bits = sum(((codes >> b) & 1) for b in range(PIXEL_BITS))  # set bits
+                if q.kind == "conv":
+                    r = reach(q, tuple(self.net.input.shape)).to(torch.int64)
+                    reached = (bits.sum(1) * r).flatten(1).sum(1)
+                else:
+                    reached = bits.flatten(1).sum(1)
+                total += (pop.steps_in - 1) * reached * groups
+        return total
+
+    def ideal_cycles(self, result, codes=None):
         """[B] ideal cycles per sample of the serial processor for a golden run at this
         plan's lanes (``golden.run(net, codes, lanes=plan.lanes)``): the dataflow engines'
         work one after another (``ideal_cycles_total``: with tiles of whole lane groups
-        the events and sweeps cost the same, tile by tile) plus ``scan_cycles``."""
+        the events and sweeps cost the same, tile by tile) plus ``scan_cycles``, and
+        without ``keep_current`` the input stages run again (``replay_ops(codes)``)."""
         lanes = result.lanes
         if lanes != self.lanes and not (isinstance(lanes, dict)
                                         and set(lanes.values()) == {self.lanes}):
             raise ParameterError(f"the golden run used lanes {lanes!r}; this plan has "
                                  f"{self.lanes}")
-        return result.ideal_cycles_total + self.scan_cycles()
+        total = result.ideal_cycles_total + self.scan_cycles()
+        if any(self._replays(p) for p in self.net.populations):
+            if codes is None:
+                raise ParameterError("without keep_current the ideal cycles depend on the "
+                                     "image: pass the codes the golden run had")
+            total = total + self.replay_ops(codes)
+        return total
+
+
+def _header_values(t: TileDescriptor) -> dict[str, int]:
+    return {n: getattr(t, n) for n in _HEADER}
+
+
+def _pack(values) -> list[int]:
+    """(value, bits, signed) fields from bit 0 up → PROGRAM_WIDTH-bit words."""
+    string, at = 0, 0
+    for value, bits, signed in values:
+        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+        if not lo <= value <= hi:
+            raise ParameterError(f"program field value {value} does not fit {bits} bits")
+        string |= (value & ((1 << bits) - 1)) << at
+        at += bits
+    words = max(1, -(-at // PROGRAM_WIDTH))
+    return [(string >> (k * PROGRAM_WIDTH)) & ((1 << PROGRAM_WIDTH) - 1) for k in range(words)]
+
+
+def _unpack(words, at: int, spec, names) -> tuple[dict[str, int], int]:
+    """The fields ``names`` of the record starting at word ``at`` → (values, next word)."""
+    total = sum(spec[n][0] for n in names)
+    count = max(1, -(-total // PROGRAM_WIDTH))
+    if at + count > len(words):
+        raise ParameterError(f"the layer program ends inside a record at word {at}")
+    string = sum(int(w) << (k * PROGRAM_WIDTH) for k, w in enumerate(words[at:at + count]))
+    out, bit = {}, 0
+    for n in names:
+        bits, signed = spec[n]
+        v = (string >> bit) & ((1 << bits) - 1)
+        if signed and v >> (bits - 1):
+            v -= 1 << bits
+        out[n] = v
+        bit += bits
+    return out, at + count
+
+
+def descriptor_words(spec, tile: TileDescriptor) -> int:
+    """Words of ``tile``'s descriptor in a program with field widths ``spec``."""
+    def words(names):
+        return max(1, -(-sum(spec[n][0] for n in names) // PROGRAM_WIDTH))
+
+    return words(_HEADER) + len(tile.records) * words(_PROJECTION)
+
+
+def decode_program(words, spec) -> list[TileDescriptor]:
+    """The tiles of a layer program (``SerialPlan.program_words``) with its field widths
+    (``SerialPlan.program_fields``), up to the tile marked last."""
+    tiles, at = [], 0
+    while True:
+        head, at = _unpack(words, at, spec, _HEADER)
+        records = []
+        for _ in range(head["projections"]):
+            rec, at = _unpack(words, at, spec, _PROJECTION)
+            records.append(ProjectionRecord(**rec))
+        tiles.append(TileDescriptor(**head, records=tuple(records)))
+        if head["last"]:
+            return tiles
+
+
+def _words(values: np.ndarray, bits: int, lanes: int) -> list[int]:
+    mask = (1 << bits) - 1
+    out = []
+    for start in range(0, len(values), lanes):
+        word = 0
+        for lane, v in enumerate(values[start:start + lanes]):
+            word |= (int(v) & mask) << (lane * bits)
+        out.append(word)
+    return out
 
 
 def _bias_per_channel(pop: QPopulation) -> bool:

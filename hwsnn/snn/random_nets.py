@@ -348,3 +348,27 @@ def random_codes(rng: random.Random, net: QNet, batch: int) -> torch.Tensor:
         else:
             rows.append([rng.choice([0, 255, rng.randint(0, 255)]) for _ in range(n)])
     return torch.tensor(rows, dtype=torch.int64).reshape(batch, *net.input.shape)
+
+
+def small_cifar_qnet(*, method: str = "gn", timesteps: int = 2, group_size: int | None = 4,
+                     seed: int = 0) -> QNet:
+    """Issue 19's small CIFAR CNN, conv32-conv32-pool-conv64-conv64-pool-fc on 3×32×32
+    images, with random weights (``seed``) calibrated on random inputs (no CIFAR data is
+    shipped), 8-bit weights: a network the size researchers start from, whose dataflow
+    design does not fit an ECP5-85F."""
+    from torch import nn
+
+    from ..frontends.pytorch import trace
+    from .convert import convert
+    from .quantize import quantize
+
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+        nn.AvgPool2d(2), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
+        nn.Linear(64 * 8 * 8, 10)).eval()
+    x = torch.rand(64, 3, 32, 32)
+    kw = {"group_size": group_size} if method == "gn" else {}
+    return quantize(convert(trace(model, x[:2]), method=method, timesteps=timesteps,
+                            calibration=x, progress=False, **kw))

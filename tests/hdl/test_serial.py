@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from hwsnn.errors import ParameterError
-from hwsnn.hdl.serial import SerialPlan, count_bits
+from hwsnn.hdl.serial import SerialPlan
 from hwsnn.snn import golden
 from hwsnn.snn.convert import convert
 from hwsnn.snn.qnet import InputSpecQ, QNet, QPopulation, QProjection, validate
 from hwsnn.snn.quantize import quantize
-from hwsnn.snn.widths import set_membrane_widths
+from hwsnn.snn.widths import set_membrane_widths, widths
 
 
 def _pop(name, kind, shape, projs, group_size=2):
@@ -41,13 +41,16 @@ def _conv_net() -> QNet:
 
 
 def test_a_hand_worked_plan():
-    plan = SerialPlan(_conv_net(), lanes=2, plane_width=8)
+    net = _conv_net()
+    plan = SerialPlan(net, lanes=2)
     regions = {(r.memory, r.name): r for r in plan.regions}
-    # The image's 16 pixels: 8 bit-planes of 2 words. h: 48 neurons × 2 bits (τ = 2) =
-    # 12 words a step, 2 steps; it is written while the image is still read: after it.
-    assert (regions["planes", "input"].base, regions["planes", "input"].words) == (0, 16)
-    assert (regions["planes", "h"].base, regions["planes", "h"].words) == (16, 24)
-    assert plan.memories["planes"] == (8, 40)
+    # h: 16 positions × 2 lane groups (3 channels on 2 lanes) = 32 words a step, 2 steps;
+    # counts up to τ = 2 take 2 bits, so a word is 2 lanes × 2 bits. The image is no plane.
+    assert plan.plane_bits == 2
+    assert (regions["planes", "h"].base, regions["planes", "h"].words) == (0, 64)
+    assert regions["planes", "h"].bits_used == 48 * 2 * 2
+    assert ("planes", "input") not in regions and ("planes", "out") not in regions
+    assert plan.memories["planes"] == (4, 64) and plan.memories["pixels"] == (8, 16)
     # Weights, 2 a word, one projection straight after the other: the conv's 27 (words
     # 0..13), the dense 240 from field 27 (word 13, shared, to word 133).
     conv, dense = regions["weights", "h.0"], regions["weights", "out.0"]
@@ -56,35 +59,41 @@ def test_a_hand_worked_plan():
     assert plan.weight_packing == pytest.approx(267 / 268)
     h, out = plan.layers
     assert h.projections[0].weight_field == 0 and out.projections[0].weight_field == 27
-    assert out.projections[0].source_plane == 16 and h.plane == 16 and out.plane == -1
-    # h's biases vary by channel only (a convolution's): one field per channel.
+    assert out.projections[0].source_plane == 0 and h.plane == 0 and out.plane == -1
+    assert h.plane_words == 32 and out.plane_words == 0
+    # h's biases vary by channel only (a convolution's): a word per lane group (2), then
+    # out's 5 in 3 words.
     assert h.bias_per_channel and not out.bias_per_channel
-    assert (h.bias_field, out.bias_field, plan.bias_fields) == (0, 3, 8)
-    assert regions["biases", "h"].bits_used == 3 * 2
-    # Block RAMs of 512 × 36 or 1024 × 18: the weights 134 × 16 take one, the planes one.
-    rams = plan.block_rams(((512, 36), (1024, 18)))
-    assert rams == {"weights": 1, "biases": 1, "membranes": 1, "planes": 1}
+    assert (h.bias_word, out.bias_word, plan.memories["biases"][1]) == (0, 2, 5)
+    assert regions["biases", "h"].bits_used == 3 * widths(net, net.populations[0]).bias
+    # One tile each; membranes: h's 16 positions × 2 lane groups; h, fed by the image,
+    # keeps its input current beside them.
+    assert h.tiles == ((0, 3),) and out.tiles == ((0, 5),)
+    assert plan.memories["membranes"][1] == 32 and plan.memories["currents"][1] == 32
     membrane_width = plan.memories["membranes"][0]  # 2 lanes × the widest membrane
-    assert membrane_width == 2 * max(p.membrane_bits for p in plan.net.populations)
-    assert plan.block_rams(((8, 4),)) == {"weights": 4 * 17, "biases": 1,
-                                          "membranes": math.ceil(membrane_width / 4) * 4,
-                                          "planes": 2 * 5}
+    assert membrane_width == 2 * max(widths(net, p).membrane for p in net.populations)
+    # Block RAMs of 512 × 36 or 1024 × 18: one each; in 8 × 4 blocks, words of 16 bits
+    # take 4 side by side, 134 of them 17 deep.
+    rams = plan.block_rams(((512, 36), (1024, 18)))
+    assert rams == dict.fromkeys(plan.memories, 1)
+    assert plan.block_rams(((8, 4),))["weights"] == 4 * 17
+    assert plan.block_rams(((8, 4),))["planes"] == 8
     # A map whose biases differ along a channel keeps one per neuron.
     net = _conv_net()
     net.populations[0].bias[1, 2, 3] = 1
-    assert SerialPlan(net, lanes=2, plane_width=8).bias_fields == 48 + 5
-    # One tile each; membranes: h's 16 positions × 2 lane groups.
-    assert h.tiles == ((0, 3),) and out.tiles == ((0, 5),)
-    assert plan.memories["membranes"][1] == 32
-    # Scans: h reads the image's 8 bit-planes (2 words each) once; out reads h's plane
-    # (12 words) in each of its 2 steps.
-    assert plan.scan_cycles() == 8 * 2 + 2 * 12
+    assert SerialPlan(net, lanes=2).memories["biases"][1] == 16 * 2 + 3
+    # Scans: h reads the image's 16 pixels once; out reads h's plane (32 words) in each of
+    # its 2 steps.
+    assert plan.scan_cycles() == 16 + 2 * 32
     # 16 membrane words: h in tiles of one lane group (2 channels), so it reads the image
     # twice; out's 5 neurons still fit in one.
-    tiled = SerialPlan(_conv_net(), lanes=2, plane_width=8, membrane_words=16)
+    tiled = SerialPlan(_conv_net(), lanes=2, membrane_words=16)
     assert tiled.layers[0].tiles == ((0, 2), (2, 3)) and tiled.layers[1].tiles == ((0, 5),)
-    assert tiled.scan_cycles() == 2 * 8 * 2 + 2 * 12
+    assert tiled.scan_cycles() == 2 * 16 + 2 * 32
     assert tiled.memories["membranes"][1] == 16
+    # Without the current memory, h reads the image in each of its 2 steps.
+    replay = SerialPlan(_conv_net(), lanes=2, keep_current=False)
+    assert replay.memories["currents"][1] == 0 and replay.scan_cycles() == 2 * 16 + 2 * 32
 
 
 def test_planes_share_words_only_when_never_live_together():
@@ -105,14 +114,15 @@ def test_planes_share_words_only_when_never_live_together():
 
     for residual in (False, True):
         net = chain(residual)
-        plan = SerialPlan(net, lanes=2, plane_width=8)
-        order = {"input": -1, **{p.name: i for i, p in enumerate(net.populations)}}
+        plan = SerialPlan(net, lanes=2)
+        order = {p.name: i for i, p in enumerate(net.populations)}
         last = dict(order)
         for i, p in enumerate(net.populations):
             for q in p.projections:
-                last[q.source] = max(last[q.source], i)
+                if q.source != "input":
+                    last[q.source] = max(last[q.source], i)
         planes = [r for r in plan.regions if r.memory == "planes"]
-        assert {r.name for r in planes} == {"input", "a", "b", "c"}
+        assert {r.name for r in planes} == {"a", "b", "c"}
         for x in planes:
             for y in planes:
                 if x.name < y.name:
@@ -121,28 +131,31 @@ def test_planes_share_words_only_when_never_live_together():
                     assert not (overlap and live), (x, y)
         total = sum(r.words for r in planes)
         depth = plan.memories["planes"][1]
-        # Without the residual, b's plane reuses the image's words and c's a's.
-        assert depth < total if not residual else depth <= total
+        # Without the residual, c's plane reuses a's words; with it, all three are live
+        # while c runs.
+        assert depth < total if not residual else depth == total
         a, b = (next(r for r in planes if r.name == n) for n in ("a", "b"))
         if residual:  # a is read by c, after b was written: they never share
             assert a.base + a.words <= b.base or b.base + b.words <= a.base
 
 
-@pytest.mark.parametrize("model,method,lanes,membrane_words", [
-    ("digits-cnn", "gn", 4, None), ("digits-cnn", "gn", 4, 64), ("digits-cnn", "gn", 3, 128),
-    ("digits-mlp", "gn", 8, None), ("digits-mlp", "gn", 8, 3), ("digits-cnn", "ilif", 4, 64),
-    ("digits-mlp", "ilif", 5, 4)])
+@pytest.mark.parametrize("model,method,lanes,membrane_words,keep", [
+    ("digits-cnn", "gn", 4, None, True), ("digits-cnn", "gn", 4, 64, True),
+    ("digits-cnn", "gn", 3, 128, False), ("digits-mlp", "gn", 8, None, True),
+    ("digits-mlp", "gn", 8, 3, False), ("digits-cnn", "ilif", 4, 64, True),
+    ("digits-mlp", "ilif", 5, 4, True)])
 def test_ideal_cycles_follow_the_design_formula(bundled_graph, digits_test, model, method,
-                                                lanes, membrane_words):
+                                                lanes, membrane_words, keep):
     """docs/serial.md's count, term by term from the golden model's recorded spikes:
     for every tile and step, each source's plane scanned, each non-zero count times the
     output positions it reaches times the tile's lane groups, the tile's fire sweep; the
     image's set bits into the first layer once per tile (GN) or as its 8 steps (ILIF:
-    bit-planes; a fire sweep per output bit-plane). The plan's count (the dataflow
-    engines' work one after another plus its scans) must equal it sample by sample."""
+    bit-planes; a fire sweep per output bit-plane), and without the current memory the
+    first layer's once per step. The plan's count (the dataflow engines' work one after
+    another plus its scans) must equal it sample by sample."""
     net = quantize(convert(bundled_graph(model), method=method, timesteps=2,
                            group_size=4 if method == "gn" else None, progress=False))
-    plan = SerialPlan(net, lanes=lanes, membrane_words=membrane_words)
+    plan = SerialPlan(net, lanes=lanes, membrane_words=membrane_words, keep_current=keep)
     x, _ = digits_test
     codes = golden.encode(net, x[:6])
     res = golden.run(net, codes, lanes=lanes, record=True)
@@ -159,13 +172,16 @@ def test_ideal_cycles_follow_the_design_formula(bundled_graph, digits_test, mode
                                                                          q.weight.size)
                 r = golden.reach(q, shapes[q.source]).to(torch.int64)
                 if q.source == "input":  # the input stage: every set bit of every pixel
-                    planes = [(codes >> b) & 1 for b in range(8)]
-                    words = math.ceil(codes[0].numel() / plan.plane_width)
+                    runs = 1 if keep or method == "ilif" else pop.steps_in
+                    planes = [(codes >> b) & 1 for b in range(8)] * runs
+                    want += runs * codes[0].numel()  # its pixels, read once a run
+                    words = 0
                 else:
                     out = res.outputs[q.source]
                     planes = [out[:, t] for t in range(pop.steps_in)]
                     src = net.population(q.source)
-                    words = math.ceil(src.size * count_bits(src) / plan.plane_width)
+                    src_positions = src.shape[1] * src.shape[2] if len(src.shape) == 3 else 1
+                    words = src_positions * math.ceil(src.shape[0] / lanes)
                 for plane in planes:
                     nz = (plane != 0).to(torch.int64)
                     reached = (nz.sum(1) * r).flatten(1).sum(1) if q.kind == "conv" \
@@ -173,8 +189,8 @@ def test_ideal_cycles_follow_the_design_formula(bundled_graph, digits_test, mode
                     want += words + reached * groups
             sweeps = 1 if pop.kind == "readout" else pop.steps_out
             want += sweeps * (pop.size if pop.kind == "readout" else positions * groups)
-    assert torch.equal(plan.ideal_cycles(res), want)
-    if membrane_words is not None:  # tiles cost scans, nothing else
+    assert torch.equal(plan.ideal_cycles(res, codes), want)
+    if membrane_words is not None and keep:  # tiles cost scans, nothing else
         whole = SerialPlan(net, lanes=lanes)
         assert len(plan.layers[0].tiles) > 1
         extra = plan.scan_cycles() - whole.scan_cycles()
@@ -194,7 +210,7 @@ def test_weights_are_packed_densely(bundled_graph):
         used = sum(r.bits_used for r in plan.regions if r.memory == "weights")
         width, depth = plan.memories["weights"]
         assert used == bits and width == lanes * plan.weight_bits
-        assert depth == math.ceil(plan.weight_fields / lanes)
+        assert depth == math.ceil(plan.weight_field_count / lanes)
         assert plan.weight_packing >= 0.8
 
 
@@ -203,7 +219,7 @@ def test_bad_input_is_refused_by_name():
     with pytest.raises(ParameterError, match="population h .* 16 positions .* at least 16"):
         SerialPlan(net, lanes=2, membrane_words=15)
     for kwargs, fragment in (({"lanes": 0}, "lanes must be a positive integer"),
-                             ({"plane_width": True}, "plane_width must be"),
+                             ({"keep_current": "yes"}, "keep_current must be"),
                              ({"membrane_words": 0}, "membrane_words must be")):
         with pytest.raises(ParameterError, match=fragment):
             SerialPlan(net, **kwargs)

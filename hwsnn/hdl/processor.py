@@ -1,0 +1,686 @@
+"""The layer-serial processor (docs/serial.md): one engine of P lanes that runs a whole
+QNet, tile after tile, from the layer program and memory images of a ``SerialPlan``.
+
+    pixels ─▶ pixel RAM ─▶ PixelScanner ─┐
+                                          ├─▶ TileExpander ─ops─▶ pipeline ─▶ membranes
+    plane RAM ─────────────▶ PlaneScanner ┘        ▲                 │   └──▶ plane RAM
+    program ROM ─▶ descriptor registers ───────────┘ (control)       └──▶ readout FIFO ─▶ o
+
+A sample: its pixels are written into the pixel RAM; then for every tile of the program
+(``hdl.serial``), the control fetches the tile's descriptor, writes V0 into the tile's
+membranes (one operation per membrane word), and for each step t feeds every projection's
+events (the image's set bits through ``PixelScanner``, or step t's plane of the source
+through ``scanner.PlaneScanner``) to ``tile_expander.TileExpander``, whose operations
+accumulate weight terms into the membranes; then the fire sweep adds the biases and
+applies the neuron rule, one operation per membrane word, writing the counts into step t's
+plane (a readout: after its last step, reporting its values). The pipeline drains before
+and after every sweep, so only accumulations ever meet in flight (forwarded as in the
+dataflow datapath).
+
+The pipeline (an operation is in stage n in the n-th cycle after its issue):
+
+====  ===========================================================================
+0     weight banks, membrane and bias RAMs addressed
+1     read data registered (the RAMs' own registers); the weight funnel
+2     the weight term: × count, << shift; forwarding hits compared
+3     the sum: membrane (or a newer value in flight) + term, or membrane + bias
+4     the neuron rule (GN: V − iΘ for i = 1..τ; thermometer; soft reset)
+5     written back: membrane, the counts into the plane RAM, readout values queued
+====  ===========================================================================
+
+Weights are fields packed P a word, a row starting anywhere (``SerialPlan``): the weight
+memory is two banks, the even and the odd words, so that the two words holding fields
+f .. f + P − 1 are read in one cycle and a funnel shifter aligns them. P is a power of
+two, so a field's word and lane are its bits.
+
+Supported so far: rate networks of group or IF neurons (methods gn, if, if-shift) with
+dense and convolutional projections, the input stage run in every step
+(``keep_current=False``). ILIF and offset-spike calibration (cos) are refused by name.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..errors import ParameterError
+from ..snn.qnet import PIXEL_BITS
+from ..snn.widths import widths
+from .events import bits_for, const_mul, pixel_signature, readout_signature
+from .ram import ram, registered_read
+from .scanner import PlaneScanner
+from .serial import HEADER_FIELDS, KINDS, PROGRAM_WIDTH, RECORD_FIELDS, SerialPlan
+from .tile_expander import TileExpander
+
+__all__ = ["SerialProcessor", "PixelScanner", "check_supported", "ACC", "SWEEP", "INIT"]
+
+ACC, SWEEP, INIT = 0, 1, 2  # operation kinds
+DEPTH = 6  # pipeline stages 0..5
+CYCLE_BITS = 48  # the cycle counters' width
+FORWARD = 5  # accumulations ahead whose writes a stage-0 read misses
+
+
+def check_supported(plan: SerialPlan) -> None:
+    """Refuse, by name, what the processor's hardware does not do yet."""
+    net = plan.net
+    if net.method not in ("gn", "if", "if-shift", "ilif"):
+        raise ParameterError(f"the serial processor runs methods gn, if, if-shift and ilif "
+                             f"so far, not {net.method}: use --arch dataflow")
+    if plan.keep_current and any(t.has_current for t in plan.tiles):
+        raise ParameterError("the serial processor runs the input stage in every step so "
+                             "far: plan it with keep_current=False")
+    if net.method == "ilif" and max(t.steps_in for t in plan.tiles) > 8:
+        raise ParameterError("the serial processor's ILIF shifts take 3 bits: at most 8 "
+                             "input bit-planes (time steps)")
+    if plan.lanes & (plan.lanes - 1):
+        raise ParameterError(f"the serial processor needs a power of two lanes, not "
+                             f"{plan.lanes}")
+
+
+class PixelScanner(wiring.Component):
+    """The image's input stage: reads pixel 0, 1, … of the pixel RAM and sends each set
+    bit b of pixel j = (c, y, x) as an event (c, y, x, row j, count 1, shift b), lowest bit
+    first, then an end beat. One cycle per set bit, one per zero pixel, plus the start
+    cycle, the first pixel's arrival and the end beat."""
+
+    def __init__(self, shape, event_layout):
+        self.shape = tuple(int(d) for d in shape)
+        if len(self.shape) != 3:
+            self.shape = (math.prod(self.shape), 1, 1)
+        self.n = math.prod(self.shape)
+        super().__init__({"start": In(1), "busy": Out(1),
+                          "rd_addr": Out(range(max(2, self.n))), "rd_en": Out(1),
+                          "rd_data": In(PIXEL_BITS),
+                          "o": Out(stream.Signature(event_layout))})
+
+    def elaborate(self, platform):
+        m = Module()
+        C, H, W = self.shape
+        n, o = self.n, self.o
+        busy, have = Signal(), Signal()  # scanning; ``byte`` holds a pixel
+        byte = Signal(PIXEL_BITS)
+        j = Signal(range(max(2, n + 1)))  # pixel in ``byte``
+        nxt = Signal(range(max(2, n + 1)))  # next address to read
+        c, y, x = (Signal(range(max(2, d))) for d in (C, H, W))
+        lowest = Signal(range(PIXEL_BITS))
+        for b in reversed(range(PIXEL_BITS)):
+            with m.If(byte[b]):
+                m.d.comb += lowest.eq(b)
+        done_pixel = Signal()  # the pixel in ``byte`` leaves this cycle
+        rest = byte & (byte - 1)  # its bits after the lowest
+        m.d.comb += [self.busy.eq(busy), o.payload.c.eq(c), o.payload.y.eq(y),
+                     o.payload.x.eq(x), o.payload.row.eq(j), o.payload.count.eq(1),
+                     o.payload.shift.eq(lowest)]
+        with m.If(busy & have):
+            with m.If(j == n):
+                m.d.comb += [o.valid.eq(1), o.payload.end.eq(1)]
+                with m.If(o.ready):
+                    m.d.sync += [busy.eq(0), have.eq(0)]
+            with m.Elif(byte == 0):
+                m.d.comb += done_pixel.eq(1)
+            with m.Else():
+                m.d.comb += o.valid.eq(1)
+                with m.If(o.ready):
+                    m.d.sync += byte.eq(rest)
+                    m.d.comb += done_pixel.eq(rest == 0)
+        # Reads run one pixel ahead: the next pixel waits on rd_data (its enable low).
+        m.d.comb += self.rd_addr.eq(nxt)
+        with m.If(self.start & ~busy):
+            m.d.comb += [self.rd_en.eq(1), self.rd_addr.eq(0)]
+            m.d.sync += [busy.eq(1), have.eq(0), nxt.eq(1), j.eq(0),
+                         c.eq(0), y.eq(0), x.eq(0), byte.eq(0)]
+        with m.Elif(busy & ~have):  # pixel 0 arrives
+            m.d.comb += self.rd_en.eq(1)
+            m.d.sync += [have.eq(1), byte.eq(self.rd_data), nxt.eq(nxt + 1)]
+        with m.Elif(done_pixel):
+            m.d.comb += self.rd_en.eq(1)
+            m.d.sync += [j.eq(j + 1), nxt.eq(nxt + 1),
+                         byte.eq(Mux(j + 1 < n, self.rd_data, 0))]
+            with m.If(x == W - 1):
+                m.d.sync += x.eq(0)
+                with m.If(y == H - 1):
+                    m.d.sync += [y.eq(0), c.eq(c + 1)]
+                with m.Else():
+                    m.d.sync += y.eq(y + 1)
+            with m.Else():
+                m.d.sync += x.eq(x + 1)
+        return m
+
+
+def _layout(spec, names) -> data.StructLayout:
+    return data.StructLayout({n: (signed if spec[n][1] else unsigned)(spec[n][0])
+                              for n in names})
+
+
+def _words(layout) -> int:
+    return max(1, -(-layout.size // PROGRAM_WIDTH))
+
+
+class SerialProcessor(wiring.Component):
+    """The processor of ``plan`` (a ``SerialPlan``; ``check_supported`` says what it runs).
+
+    Members: ``pixels`` (In stream of pixel codes): a sample's pixels in stream order;
+    ``o`` (Out readout stream): its readout values, index by index, the last beat with the
+    argmax; ``busy`` (Out): high in every cycle the processor spends on a sample, from the
+    one after its last pixel is taken to the end of its last tile (its readout values may
+    still be leaving); ``cycles`` (Out): rising edges since reset; ``work_processor``
+    (Out): the cycles ``busy`` was high since reset (the names and meaning of the dataflow
+    networks' ports, so that the simulation benches serve both)."""
+
+    def __init__(self, plan: SerialPlan):
+        check_supported(plan)
+        self.plan = plan
+        net, P = plan.net, plan.lanes
+        self.log_p = P.bit_length() - 1
+        self.vbits = max(widths(net, p).membrane for p in net.populations)
+        self.cmp_bits = max(widths(net, p).compare for p in net.populations)
+        self.tau = max([p.group_size for p in net.populations if p.kind == "gn"] or [1])
+        self.classes = net.output.size
+        self.ilif = net.method == "ilif"  # (every population of a network has one method)
+        super().__init__({"pixels": In(pixel_signature()),
+                          "o": Out(readout_signature(self.classes, self.vbits)),
+                          "busy": Out(1), "cycles": Out(CYCLE_BITS),
+                          "work_processor": Out(CYCLE_BITS)})
+
+    # -- sizes ------------------------------------------------------------------------------
+    def _sizes(self):
+        plan, net, P = self.plan, self.plan.net, self.plan.lanes
+        shapes = [tuple(net.input.shape)] + [tuple(p.shape) for p in net.populations]
+
+        def geom(s):
+            return (s[0], s[1], s[2]) if len(s) == 3 else (math.prod(s), 1, 1)
+
+        g = [geom(s) for s in shapes]
+        self.max_c = max(c for c, _, _ in g)
+        self.max_h = max(h for _, h, _ in g)
+        self.max_w = max(w for _, _, w in g)
+        self.max_groups = -(-self.max_c // P)
+        self.wdepth = plan.memories["weights"][1] + 1
+        self.field_bits = bits_for(self.wdepth * P + self.max_groups * P)
+        self.mdepth = max(1, plan.memories["membranes"][1])
+        self.pdepth = max(1, plan.memories["planes"][1])
+        self.bdepth = max(1, plan.memories["biases"][1])
+        self.count_bits = bits_for(self.tau)
+        self.max_wshift = max(q.weight_shift for p in net.populations for q in p.projections)
+        self.shift_bits = bits_for(PIXEL_BITS - 1 + self.max_wshift)
+        self.max_records = max(len(t.records) for t in plan.tiles)
+        self.max_steps = max(t.steps_in for t in plan.tiles)
+        self.max_out = max(t.steps_out for t in plan.tiles)
+
+    def elaborate(self, platform):
+        m = Module()
+        plan, P = self.plan, self.plan.lanes
+        self._sizes()
+        spec = plan.program_fields()
+        head_layout, rec_layout = _layout(spec, HEADER_FIELDS), _layout(spec, RECORD_FIELDS)
+        hw, rw = _words(head_layout), _words(rec_layout)
+        ev_layout = data.StructLayout({
+            "c": range(max(2, self.max_c)), "y": range(max(2, self.max_h)),
+            "x": range(max(2, self.max_w)),
+            "row": range(max(2, self.max_c * self.max_h * self.max_w)),
+            "count": self.count_bits, "shift": 3, "end": 1})
+
+        # -- memories --------------------------------------------------------------------
+        program = plan.program_words()
+        m.submodules.prog = prog = memory.Memory(shape=PROGRAM_WIDTH, depth=len(program),
+                                                 init=program)
+        p_addr, p_data = registered_read(m, prog, name="prog_rd")
+        words = plan.memory_words("weights") + [0]
+        wbits = plan.weight_bits
+        wshape = data.ArrayLayout(signed(wbits), P)
+        m.submodules.wbank0 = wb0 = memory.Memory(shape=wshape, depth=-(-len(words) // 2),
+                                                  init=[_lanes(w, wbits, P)
+                                                        for w in words[0::2]])
+        m.submodules.wbank1 = wb1 = memory.Memory(shape=wshape, depth=max(1, len(words) // 2),
+                                                  init=[_lanes(w, wbits, P)
+                                                        for w in words[1::2]])
+        w0_addr, w0_data = registered_read(m, wb0, name="w0_rd")
+        w1_addr, w1_data = registered_read(m, wb1, name="w1_rd")
+        bshape = data.ArrayLayout(signed(plan.bias_bits), P)
+        m.submodules.bmem = bmem = memory.Memory(
+            shape=bshape, depth=self.bdepth,
+            init=[_lanes(w, plan.bias_bits, P) for w in plan.memory_words("biases")])
+        b_addr, b_data = registered_read(m, bmem, name="b_rd")
+        vshape = data.ArrayLayout(signed(self.vbits), P)
+        m.submodules.vmem = vmem = ram(shape=vshape, depth=self.mdepth, init=[],
+                                       collisions="undefined")
+        v_wr = vmem.write_port()
+        v_addr, v_data = registered_read(m, vmem, name="v_rd", write=v_wr)
+        B = plan.plane_bits
+        m.submodules.planes = pmem = memory.Memory(shape=P * B, depth=self.pdepth, init=[])
+        pl_wr = pmem.write_port()
+        pl_rd = pmem.read_port(transparent_for=())
+        n_pix = math.prod(plan.net.input.shape)
+        m.submodules.pixmem = xmem = memory.Memory(shape=PIXEL_BITS, depth=n_pix, init=[])
+        px_wr = xmem.write_port()
+        px_rd = xmem.read_port(transparent_for=())
+
+        # -- sources and the expander -----------------------------------------------------
+        m.submodules.plane_scan = pscan = PlaneScanner(
+            lanes=P, bits=B, max_channels=self.max_c, max_height=self.max_h,
+            max_width=self.max_w, addr_width=bits_for(self.pdepth - 1))
+        m.submodules.pixel_scan = xscan = PixelScanner(plan.net.input.shape, ev_layout)
+        m.d.comb += [pl_rd.addr.eq(pscan.rd_addr), pl_rd.en.eq(pscan.rd_en),
+                     pscan.rd_data.eq(pl_rd.data), px_rd.addr.eq(xscan.rd_addr),
+                     px_rd.en.eq(xscan.rd_en), xscan.rd_data.eq(px_rd.data)]
+        m.submodules.expander = ex = TileExpander(
+            lanes=P, max_channels=self.max_c, max_height=self.max_h, max_width=self.max_w,
+            max_source_channels=self.max_c,
+            max_kernel=max([q.kernel for p in plan.net.populations for q in p.projections]),
+            max_stride=max([q.stride for p in plan.net.populations for q in p.projections]),
+            field_width=self.field_bits,
+            addr_width=bits_for(max(self.mdepth, self.max_h * self.max_w * self.max_groups) - 1),
+            count_bits=self.count_bits, shift_bits=3)
+
+        # -- the descriptor registers ------------------------------------------------------
+        head_bits = Signal(hw * PROGRAM_WIDTH)
+        rec_bits = [Signal(rw * PROGRAM_WIDTH, name=f"rec{k}") for k in range(self.max_records)]
+        head = data.View(head_layout, head_bits[:head_layout.size])
+        recs = Array(data.View(rec_layout, r[:rec_layout.size]) for r in rec_bits)
+        k = Signal(range(max(2, self.max_records)))  # the record being fed
+        rec = recs[k]
+        pc = Signal(range(max(2, len(program) + 1)))
+        t = Signal(range(max(2, self.max_steps + 1)))  # the step
+        groups = Signal(range(self.max_groups + 1))  # the population's lane groups
+        m.d.comb += groups.eq((head.channels + P - 1) >> self.log_p)
+        g0 = Signal(range(self.max_groups + 1))
+        m.d.comb += g0.eq(head.c0 >> self.log_p)
+        kind = head.kind
+        readout = kind == KINDS.index("readout")
+
+        # Expander and scanner configuration: from the record being fed.
+        cfg = ex.cfg
+        m.d.comb += [cfg.conv.eq(rec.conv), cfg.kernel.eq(rec.kernel), cfg.stride.eq(rec.stride),
+                     cfg.padding.eq(rec.padding), cfg.channels.eq(head.channels),
+                     cfg.height.eq(head.height), cfg.width.eq(head.width),
+                     cfg.groups.eq(head.tile_groups), cfg.c0.eq(head.c0),
+                     cfg.wfield.eq(rec.weight_field), cfg.src_height.eq(rec.src_height),
+                     cfg.src_width.eq(rec.src_width)]
+        scfg = pscan.cfg
+        m.d.comb += [scfg.base.eq(rec.source_plane + t * rec.source_step),
+                     scfg.channels.eq(rec.src_channels), scfg.height.eq(rec.src_height),
+                     scfg.width.eq(rec.src_width),
+                     scfg.groups.eq((rec.src_channels + P - 1) >> self.log_p)]
+        # Events: from the image's scanner or the plane's, end beats kept for the control.
+        src_valid, src_end = Signal(), Signal()
+        src_ready = Signal()  # the control takes an end beat
+        ip = ex.i.payload
+        with m.If(rec.source_is_image):
+            m.d.comb += [src_valid.eq(xscan.o.valid), src_end.eq(xscan.o.payload.end),
+                         ip.c.eq(xscan.o.payload.c), ip.y.eq(xscan.o.payload.y),
+                         ip.x.eq(xscan.o.payload.x), ip.row.eq(xscan.o.payload.row),
+                         ip.count.eq(1), ip.shift.eq(xscan.o.payload.shift),
+                         xscan.o.ready.eq(Mux(src_end, src_ready, ex.i.ready))]
+        with m.Else():
+            m.d.comb += [src_valid.eq(pscan.o.valid), src_end.eq(pscan.o.payload.end),
+                         ip.c.eq(pscan.o.payload.c), ip.y.eq(pscan.o.payload.y),
+                         ip.x.eq(pscan.o.payload.x), ip.row.eq(pscan.o.payload.row),
+                         ip.count.eq(pscan.o.payload.count),
+                         # (ILIF: plane t of T_in adds W << (T_in − 1 − t), the Horner sum)
+                         ip.shift.eq(head.steps_in - 1 - t if self.ilif else 0),
+                         pscan.o.ready.eq(Mux(src_end, src_ready, ex.i.ready))]
+        m.d.comb += ex.i.valid.eq(src_valid & ~src_end)
+
+        # -- the operation issued this cycle (stage 0) --------------------------------------
+        op_layout = data.StructLayout({
+            "valid": 1, "kind": 2, "addr": range(max(2, self.mdepth)),
+            "field": self.field_bits, "count": self.count_bits, "shift": self.shift_bits,
+            "baddr": range(max(2, self.bdepth)), "paddr": range(max(2, self.pdepth)),
+            "group": range(self.max_groups + 1), "fire": range(max(2, self.max_out)),
+            "first": 1})
+        st = [Signal(op_layout, name=f"st{n}") for n in range(DEPTH)]
+        m.d.sync += [st[n + 1].eq(st[n]) for n in range(DEPTH - 1)]
+        issue = st[0]  # (combinational: what the control issues)
+        m.d.comb += ex.o.ready.eq(1)
+        with m.If(ex.o.valid):
+            m.d.comb += [issue.valid.eq(1), issue.kind.eq(ACC), issue.addr.eq(ex.o.payload.addr),
+                         issue.field.eq(ex.o.payload.field), issue.count.eq(ex.o.payload.count),
+                         issue.shift.eq(ex.o.payload.shift + rec.weight_shift)]
+
+        w = SimpleNamespace(issue=issue, head=head, head_bits=head_bits, rec=rec,
+                            rec_bits=rec_bits, hw=hw, rw=rw, pc=pc, p_addr=p_addr, p_data=p_data,
+                            k=k, t=t, groups=groups, g0=g0, readout=readout, pscan=pscan,
+                            xscan=xscan, ex=ex, src_valid=src_valid, src_end=src_end,
+                            src_ready=src_ready, px_wr=px_wr, st=st, w0_addr=w0_addr,
+                            w0_data=w0_data, w1_addr=w1_addr, w1_data=w1_data, b_addr=b_addr,
+                            b_data=b_data, v_addr=v_addr, v_data=v_data, v_wr=v_wr, pl_wr=pl_wr)
+        self._control(m, w)
+        self._pipeline(m, w)
+        return m
+
+    # -- control ----------------------------------------------------------------------------
+    def _control(self, m, w):
+        (issue, head, head_bits, rec, rec_bits, hw, rw, pc, p_addr, p_data, k, t, groups, g0,
+         readout, pscan, xscan, ex, src_valid, src_end, src_ready, px_wr, st) = (
+            w.issue, w.head, w.head_bits, w.rec, w.rec_bits, w.hw, w.rw, w.pc, w.p_addr,
+            w.p_data, w.k, w.t, w.groups, w.g0, w.readout, w.pscan, w.xscan, w.ex,
+            w.src_valid, w.src_end, w.src_ready, w.px_wr, w.st)
+        n_pix = math.prod(self.plan.net.input.shape)
+        pix = Signal(range(max(2, n_pix)))
+        fetched = Signal(range(hw + rw * self.max_records + 1))  # words read so far
+        arrived = Signal.like(fetched)  # words latched
+        want = Signal.like(fetched)
+        m.d.comb += p_addr.eq(pc)
+        # sweep / init counters
+        a = Signal(range(max(2, self.mdepth)))  # membrane address
+        gi = Signal(range(self.max_groups + 1))  # lane group within the tile
+        xi = Signal(range(max(2, self.max_w)))
+        yi = Signal(range(max(2, self.max_h)))
+        paddr = Signal(range(max(2, self.pdepth)))
+        baddr = Signal(range(max(2, self.bdepth)))
+        last_word = (gi == head.tile_groups - 1) & (xi == head.width - 1) \
+            & (yi == head.height - 1)
+        pending = Signal()  # st[1..5] hold a valid operation
+        m.d.comb += pending.eq(Cat(*(s.valid for s in st[1:])).any())
+        last_t = t == head.steps_in - 1
+        f = Signal(range(max(2, self.max_out)))  # ILIF: the output bit a sweep fires
+        last_f = f == head.steps_out - 1
+        busy = Signal()
+        m.d.comb += self.busy.eq(busy)
+        m.d.sync += [self.cycles.eq(self.cycles + 1),
+                     self.work_processor.eq(self.work_processor + busy)]
+
+        def start_walk(step):
+            """The first membrane word, the plane word of step ``step`` and its bias word."""
+            m.d.sync += [a.eq(0), gi.eq(0), xi.eq(0), yi.eq(0),
+                         paddr.eq(head.plane + step * head.plane_step + g0),
+                         baddr.eq(head.bias_word + g0)]
+
+        def step_walk():
+            m.d.sync += a.eq(a + 1)
+            with m.If(gi == head.tile_groups - 1):
+                m.d.sync += [gi.eq(0), paddr.eq(paddr + groups - head.tile_groups + 1)]
+                with m.If(head.bias_per_channel):
+                    m.d.sync += baddr.eq(head.bias_word + g0)
+                with m.Else():
+                    m.d.sync += baddr.eq(baddr + groups - head.tile_groups + 1)
+                with m.If(xi == head.width - 1):
+                    m.d.sync += [xi.eq(0), yi.eq(yi + 1)]
+                with m.Else():
+                    m.d.sync += xi.eq(xi + 1)
+            with m.Else():
+                m.d.sync += [gi.eq(gi + 1), paddr.eq(paddr + 1), baddr.eq(baddr + 1)]
+
+        def start_source():
+            with m.If(rec.source_is_image):
+                m.d.comb += xscan.start.eq(1)
+            with m.Else():
+                m.d.comb += pscan.start.eq(1)
+
+        with m.FSM(name="control"):
+            with m.State("LOAD"):
+                m.d.comb += self.pixels.ready.eq(1)
+                m.d.comb += [px_wr.addr.eq(pix), px_wr.data.eq(self.pixels.payload),
+                             px_wr.en.eq(self.pixels.valid)]
+                with m.If(self.pixels.valid):
+                    with m.If(pix == n_pix - 1):
+                        m.d.sync += [pix.eq(0), pc.eq(0), fetched.eq(0), arrived.eq(0),
+                                     want.eq(hw), busy.eq(1)]
+                        m.next = "FETCH"
+                    with m.Else():
+                        m.d.sync += pix.eq(pix + 1)
+            with m.State("FETCH"):
+                # One word a cycle; the header's record count sets how many follow.
+                with m.If(fetched != want):
+                    m.d.sync += [pc.eq(pc + 1), fetched.eq(fetched + 1)]
+                with m.If(arrived != fetched):  # the word read last cycle
+                    m.d.sync += arrived.eq(arrived + 1)
+                    for w in range(hw):
+                        with m.If(arrived == w):
+                            m.d.sync += head_bits[w * PROGRAM_WIDTH:(w + 1) * PROGRAM_WIDTH] \
+                                .eq(p_data)
+                    with m.If(arrived == hw - 1):  # the header is in next cycle
+                        m.next = "RECORDS"
+            with m.State("RECORDS"):
+                m.d.sync += want.eq(hw + head.projections * rw)
+                with m.If(head.projections == 0):
+                    m.next = "SETUP"
+                with m.Else():
+                    m.next = "FETCH_RECORDS"
+            with m.State("FETCH_RECORDS"):
+                with m.If(fetched != want):
+                    m.d.sync += [pc.eq(pc + 1), fetched.eq(fetched + 1)]
+                with m.If(arrived != fetched):
+                    m.d.sync += arrived.eq(arrived + 1)
+                    for r, bits in enumerate(rec_bits):
+                        for w in range(rw):
+                            with m.If(arrived == hw + r * rw + w):
+                                m.d.sync += bits[w * PROGRAM_WIDTH:(w + 1) * PROGRAM_WIDTH] \
+                                    .eq(p_data)
+                with m.Elif(fetched == want):
+                    m.next = "SETUP"
+            with m.State("SETUP"):
+                m.d.sync += [t.eq(0), k.eq(0), f.eq(0)]
+                start_walk(0)
+                m.next = "INIT"
+            with m.State("INIT"):
+                m.d.comb += [issue.valid.eq(1), issue.kind.eq(INIT), issue.addr.eq(a)]
+                step_walk()
+                with m.If(last_word):
+                    m.next = "INITIALISED"
+            with m.State("INITIALISED"):  # (V0 written before any accumulation reads it)
+                with m.If(~pending):
+                    m.next = "FEED_START"
+            def next_record():
+                with m.If(k == head.projections - 1):
+                    m.d.sync += k.eq(0)
+                    if self.ilif:  # every input plane first, then the output bits
+                        with m.If(last_t):
+                            m.next = "DRAIN"
+                        with m.Else():
+                            m.d.sync += t.eq(t + 1)
+                            m.next = "FEED_START"
+                    else:
+                        m.next = "DRAIN"
+                with m.Else():
+                    m.d.sync += k.eq(k + 1)
+                    m.next = "FEED_START"
+
+            with m.State("FEED_START"):
+                with m.If(head.projections == 0):
+                    m.next = "DRAIN"
+                if self.ilif:  # the image's input stage sends all 8 bit-planes at once
+                    with m.Elif(rec.source_is_image & (t != 0)):
+                        next_record()
+                with m.Else():
+                    start_source()
+                    m.next = "FEED"
+            with m.State("FEED"):
+                # Events flow scanner → expander → pipeline; the end beat is taken once the
+                # expander holds nothing more.
+                with m.If(src_valid & src_end & ~ex.busy):
+                    m.d.comb += src_ready.eq(1)
+                    next_record()
+            with m.State("DRAIN"):
+                with m.If(~pending & ~ex.o.valid):
+                    start_walk(f if self.ilif else t)
+                    with m.If(~readout | last_t):
+                        m.next = "SWEEP"
+                    with m.Else():
+                        m.next = "NEXT_STEP"
+            with m.State("SWEEP"):
+                m.d.comb += [issue.valid.eq(1), issue.kind.eq(SWEEP), issue.addr.eq(a),
+                             issue.baddr.eq(baddr), issue.paddr.eq(paddr),
+                             issue.group.eq(g0 + gi), issue.fire.eq(f),
+                             issue.first.eq(f == 0)]
+                step_walk()
+                with m.If(last_word):
+                    m.next = "SWEPT"
+            with m.State("SWEPT"):
+                with m.If(~pending):
+                    if self.ilif:  # the next output bit, or the tile is done
+                        with m.If(~readout & ~last_f):
+                            m.d.sync += f.eq(f + 1)
+                            start_walk(f + 1)
+                            m.next = "SWEEP"
+                        with m.Else():
+                            m.next = "NEXT_STEP"
+                    else:
+                        m.next = "NEXT_STEP"
+            with m.State("NEXT_STEP"):
+                with m.If(last_t):
+                    with m.If(head.last):
+                        m.d.sync += busy.eq(0)
+                        m.next = "LOAD"
+                    with m.Else():
+                        m.d.sync += [fetched.eq(0), arrived.eq(0), want.eq(hw)]
+                        m.next = "FETCH"
+                with m.Else():
+                    m.d.sync += t.eq(t + 1)
+                    m.next = "FEED_START"
+
+    # -- the pipeline -------------------------------------------------------------------------
+    def _pipeline(self, m, w):
+        (st, head, readout, w0_addr, w0_data, w1_addr, w1_data, b_addr, b_data, v_addr, v_data,
+         v_wr, pl_wr) = (w.st, w.head, w.readout, w.w0_addr, w.w0_data, w.w1_addr, w.w1_data,
+                         w.b_addr, w.b_data, w.v_addr, w.v_data, w.v_wr, w.pl_wr)
+        plan, P, log_p = self.plan, self.plan.lanes, self.log_p
+        wbits, B = plan.weight_bits, plan.plane_bits
+        s0, s1, s2, s3, s4, s5 = st
+        # Stage 0: addresses. Fields f .. f + P − 1 lie in words f >> log P and the next.
+        word = s0.field >> log_p
+        m.d.comb += [w0_addr.eq((word + 1) >> 1), w1_addr.eq(word >> 1), v_addr.eq(s0.addr),
+                     b_addr.eq(s0.baddr)]
+        # Stage 1: the funnel: the low word first, shifted down by the field's lane.
+        odd = s1.field >> log_p & 1
+        lane = s1.field & (P - 1) if P > 1 else Const(0, 1)
+        lo = Mux(odd, w1_data.as_value(), w0_data.as_value())
+        hi = Mux(odd, w0_data.as_value(), w1_data.as_value())
+        both = Cat(lo, hi)
+        w2 = Signal(data.ArrayLayout(signed(wbits), P), name="w2")
+        m.d.sync += w2.eq((both >> (lane * wbits))[:P * wbits])
+        v2, b2 = Signal.like(v_data, name="v2"), Signal.like(b_data, name="b2")
+        m.d.sync += [v2.eq(v_data), b2.eq(b_data)]
+        # Stage 2: the term; forwarding hits against the accumulations ahead.
+        tbits = wbits + self.count_bits + PIXEL_BITS - 1 + self.max_wshift + 1
+        term3 = Signal(data.ArrayLayout(signed(tbits), P), name="term3")
+        for p in range(P):
+            prod = sum(Mux(s2.count[b], w2[p] << b, 0) for b in range(self.count_bits))
+            m.d.sync += term3[p].eq(prod << s2.shift)
+        v3, b3 = Signal.like(v2, name="v3"), Signal.like(b2, name="b3")
+        m.d.sync += [v3.eq(v2), b3.eq(b2)]
+        wide = max(self.vbits, self.cmp_bits) + 1
+        val4 = Signal(data.ArrayLayout(signed(wide), P), name="val4")
+        res5 = Signal(data.ArrayLayout(signed(self.vbits), P), name="res5")
+        hist = [Signal(data.ArrayLayout(signed(self.vbits), P), name=f"h{n}") for n in (6, 7, 8)]
+        hist_addr = [Signal.like(s0.addr, name=f"ha{n}") for n in (6, 7, 8)]
+        hist_ok = [Signal(name=f"hv{n}") for n in (6, 7, 8)]
+        acc5 = s5.valid & (s5.kind == ACC)
+        m.d.sync += [hist[0].eq(res5), hist_addr[0].eq(s5.addr), hist_ok[0].eq(acc5)]
+        for n in (1, 2):
+            m.d.sync += [hist[n].eq(hist[n - 1]), hist_addr[n].eq(hist_addr[n - 1]),
+                         hist_ok[n].eq(hist_ok[n - 1])]
+        ahead = [(s3.valid & (s3.kind == ACC), s3.addr), (s4.valid & (s4.kind == ACC), s4.addr),
+                 (acc5, s5.addr), (hist_ok[0], hist_addr[0]), (hist_ok[1], hist_addr[1])]
+        hits = Signal(FORWARD)
+        m.d.sync += hits.eq(Cat(*(ok & (addr == s2.addr) for ok, addr in ahead)))
+        # Stage 3: the sum, from the newest value of the address.
+        sources = [val4, res5, hist[0], hist[1], hist[2]]
+        for p in range(P):
+            x = Signal(signed(wide), name=f"x{p}")
+            m.d.comb += x.eq(v3[p])
+            for d in reversed(range(FORWARD)):
+                with m.If(hits[d]):
+                    m.d.comb += x.eq(sources[d][p])
+            with m.If(s3.kind == ACC):
+                m.d.sync += val4[p].eq(x + term3[p])
+            with m.Elif(~s3.first if self.ilif else Const(0, 1)):
+                m.d.sync += val4[p].eq(v3[p])  # (ILIF: B + V0 with the first output bit)
+            with m.Else():
+                m.d.sync += val4[p].eq(v3[p] + b3[p])
+        # Stage 4: the rule (GN: thermometer of V − iΘ ≥ 0 for i ≤ τ; soft reset).
+        theta = head.threshold
+        counts5 = Signal(data.ArrayLayout(unsigned(self.count_bits), P), name="counts5")
+        for p in range(P):
+            diffs = [Signal(signed(wide + 1), name=f"d{i}_{p}")
+                     for i in range(1, (0 if self.ilif else self.tau) + 1)]
+            m.d.comb += [dv.eq(val4[p] - const_mul(theta, i))
+                         for i, dv in enumerate(diffs, start=1)]
+            count = Signal(self.count_bits, name=f"n{p}")
+            kept = Signal(signed(wide + 1), name=f"kept{p}")
+            if self.ilif:
+                # One quotient bit of a restoring division per sweep: fire if V ≥
+                # Θ·2^(T−1−k); the first clamps V + B + V0 to 2^T·Θ − 1.
+                top = (theta << head.steps_out) - 1
+                clamped = Signal(signed(wide + 1), name=f"vc{p}")
+                m.d.comb += clamped.eq(Mux(s4.first & (val4[p] > top), top, val4[p]))
+                diff = Signal(signed(wide + 1), name=f"diff{p}")
+                shift = (head.steps_out - 1 - s4.fire).as_unsigned()
+                m.d.comb += diff.eq(clamped - (theta << shift))
+                m.d.comb += [count.eq(diff >= 0), kept.eq(Mux(diff >= 0, diff, clamped))]
+            else:
+                m.d.comb += kept.eq(val4[p])
+                for i, dv in enumerate(diffs, start=1):
+                    with m.If((dv >= 0) & (head.group_size >= i)):
+                        m.d.comb += [count.eq(i), kept.eq(dv)]
+            with m.If(s4.kind == ACC):
+                m.d.sync += res5[p].eq(val4[p])
+            with m.Elif(s4.kind == INIT):  # (V0 for GN; ILIF and readouts start at 0)
+                m.d.sync += res5[p].eq(Mux(head.kind == KINDS.index("gn"), head.v0, 0))
+            with m.Elif(readout):
+                m.d.sync += res5[p].eq(val4[p])  # (reported from here)
+            with m.Else():
+                m.d.sync += res5[p].eq(kept)
+            m.d.sync += counts5[p].eq(count)
+        # Stage 5: write back; the counts into the plane; readout values queued.
+        all_lanes = (1 << P) - 1
+        m.d.comb += [v_wr.addr.eq(s5.addr), v_wr.data.eq(res5),
+                     v_wr.en.eq(Mux(s5.valid, all_lanes, 0))]
+        m.d.comb += [pl_wr.addr.eq(s5.paddr),
+                     pl_wr.data.eq(Cat(*(_field(counts5[p], B)
+                                         for p in range(P)))),
+                     pl_wr.en.eq(s5.valid & (s5.kind == SWEEP) & ~readout)]
+        self._readout(m, s5, res5, readout)
+
+    def _readout(self, m, s5, res5, readout):
+        """Readout values: one queue entry per lane group, then one beat per class."""
+        P, n = self.plan.lanes, self.classes
+        entry = data.StructLayout({"group": range(self.max_groups + 1),
+                                   "values": data.ArrayLayout(signed(self.vbits), P)})
+        depth = max(4, -(-n // P) + 2)
+        m.submodules.readout_queue = q = fifo.SyncFIFOBuffered(width=entry.size, depth=depth)
+        push = data.View(entry, q.w_data)
+        m.d.comb += [push.group.eq(s5.group), push.values.eq(res5),
+                     q.w_en.eq(s5.valid & (s5.kind == SWEEP) & readout)]
+        head = data.View(entry, q.r_data)
+        lane = Signal(range(max(2, P)))
+        index = Signal(range(max(2, (self.max_groups + 1) * P)))
+        m.d.comb += index.eq(head.group * P + lane)
+        value = Array(head.values[p] for p in range(P))[lane]
+        best_val = Signal(signed(self.vbits))
+        best_idx = Signal(range(max(2, n)))
+        better = (index == 0) | (value > best_val)
+        o = self.o.payload
+        m.d.comb += [o.index.eq(index), o.value.eq(value), o.last.eq(index == n - 1),
+                     o.argmax.eq(Mux(better, index, best_idx)),
+                     self.o.valid.eq(q.r_rdy & (index < n))]
+        advance = (self.o.valid & self.o.ready) | (q.r_rdy & (index >= n))
+        with m.If(self.o.valid & self.o.ready & better):
+            m.d.sync += [best_val.eq(value), best_idx.eq(index)]
+        with m.If(advance):
+            with m.If(lane == P - 1):
+                m.d.sync += lane.eq(0)
+                m.d.comb += q.r_en.eq(1)
+            with m.Else():
+                m.d.sync += lane.eq(lane + 1)
+
+
+def _field(value, bits: int):
+    """``value`` cut or zero-extended to ``bits`` bits."""
+    if len(value) >= bits:
+        return value[:bits]
+    return Cat(value, Const(0, bits - len(value)))
+
+
+def _lanes(word: int, bits: int, lanes: int) -> list[int]:
+    """A packed word → its P signed fields."""
+    mask, half = (1 << bits) - 1, 1 << (bits - 1)
+    out = []
+    for lane in range(lanes):
+        v = (word >> (lane * bits)) & mask
+        out.append(v - (1 << bits) if v >= half else v)
+    return out

@@ -1,0 +1,123 @@
+"""Run the layer-serial processor (``hdl.processor``) in Verilator or Icarus through the
+free-running cocotb bench (``freerun``) and compare it with the golden model.
+
+    from hwsnn.sim.serial import simulate_serial
+    report = simulate_serial(plan, codes, "build/serial-sim")
+
+The processor's Verilog gets the ports of a dataflow network's top (``pixels``, ``o``,
+``cycles``, and one work counter, ``work_processor``: its busy cycles), so the wrapper and
+the bench that run the dataflow designs run it as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from ..errors import ParameterError
+from ..hdl import verilog
+from ..hdl.processor import SerialProcessor
+from ..hdl.serial import SerialPlan
+from ..snn import golden
+from ..snn.qnet import PIXEL_BITS
+from .compare import compare
+from .freerun import wrapper_name, wrapper_verilog
+from .run import FREE_BENCH_MODULE, PERIOD_NS, SIMULATORS, _build, _run_bench, tool_env
+
+TOP = "hwsnn_serial"
+
+
+def description(plan: SerialPlan, processor: SerialProcessor) -> dict:
+    """The ports of the processor's top, in the form of a dataflow design's description
+    (``hdl.verilog.describe``) as far as the bench and ``compare`` read it."""
+    o_layout = processor.o.payload.shape()
+    net = plan.net
+    return {
+        "format": "hwsnn-ports", "version": 1, "top": TOP, "architecture": "serial",
+        "made_from": {"lanes": {p.name: plan.lanes for p in net.populations},
+                      "method": net.method, "timesteps": net.timesteps},
+        "ports": [
+            {"name": "clk", "direction": "input", "width": 1},
+            {"name": "rst", "direction": "input", "width": 1},
+            {"name": "pixels__valid", "direction": "input", "width": 1},
+            {"name": "pixels__ready", "direction": "output", "width": 1},
+            {"name": "pixels__payload", "direction": "input", "width": PIXEL_BITS},
+            {"name": "o__valid", "direction": "output", "width": 1},
+            {"name": "o__ready", "direction": "input", "width": 1},
+            {"name": "o__payload", "direction": "output", "width": o_layout.size,
+             "fields": verilog._fields(o_layout)},
+            {"name": "cycles", "direction": "output", "width": len(processor.cycles)},
+            {"name": "work_processor", "direction": "output",
+             "width": len(processor.work_processor)}],
+        "readout": {"population": net.output.name, "classes": net.output.size},
+        "taps": [],
+    }
+
+
+def simulate_serial(plan: SerialPlan, codes: torch.Tensor, work_dir, *,
+                    simulator: str = "verilator", stall: float = 0.0, seed: int = 0,
+                    progress: bool = False) -> dict:
+    """Run ``codes`` through the processor of ``plan``; returns the comparison with the
+    golden model (``exact``, the first divergence), the busy cycles per sample against
+    the plan's ideal, and the wall times."""
+    if simulator not in SIMULATORS:
+        raise ParameterError(f"unknown simulator {simulator!r}: choose from "
+                             f"{', '.join(SIMULATORS)}")
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    samples = len(codes)
+    t = time.time()
+    processor = SerialProcessor(plan)
+    source = work / f"{TOP}.v"
+    text = verilog.to_verilog(processor, TOP)
+    if not source.is_file() or source.read_text() != text:  # else keep the build
+        source.write_text(text)
+    desc = description(plan, processor)
+    desc_path = work / f"{TOP}.json"
+    desc_path.write_text(json.dumps(desc))
+    ref = golden.run(plan.net, codes, lanes=plan.lanes)
+    ideal = plan.ideal_cycles(ref, codes)
+    stim, events = (work / "stim.hex").resolve(), (work / "events.txt").resolve()
+    flat = codes.reshape(-1).tolist()
+    stim.write_text("".join(f"{v:x}\n" for v in flat))
+    wrapper = work / f"{wrapper_name(TOP)}.v"
+    wtext = wrapper_verilog(desc, TOP)
+    if not wrapper.is_file() or wrapper.read_text() != wtext:
+        wrapper.write_text(wtext)
+    per_sample = int(ideal.max()) * 2 + 10_000
+    limit = int((per_sample * samples + 20_000) / (1 - stall) ** 2)
+    for stale in ("record.json", "progress", "events.txt"):
+        (work / stale).unlink(missing_ok=True)
+    cfg = {"classes": plan.net.classes, "taps": [], "work": ["work_processor"],
+           "stall": stall, "seed": seed, "max_cycles": limit, "idle_cycles": per_sample,
+           "period_ns": PERIOD_NS, "out": str((work / "record.json").resolve()),
+           "progress": str((work / "progress").resolve()), "samples": samples,
+           "per_sample": len(flat) // samples, "events": str(events),
+           "desc": str(desc_path.resolve())}
+    (work / "bench.json").write_text(json.dumps(cfg))
+    generate_s = time.time() - t
+    env = tool_env(simulator)
+    t = time.time()
+    runner = _build(simulator, env, source, wrapper_name(TOP), work, False,
+                    extra_sources=[wrapper], build_name="build-free", public=False)
+    build_s = time.time() - t
+    t = time.time()
+    _run_bench(runner, simulator, env, wrapper_name(TOP), work, False, samples, progress,
+               module=FREE_BENCH_MODULE, plusargs=[f"+hwsnn_stim={stim}",
+                                                   f"+hwsnn_events={events}"])
+    sim_s = time.time() - t
+    record = json.loads((work / "record.json").read_text())
+    cmp = compare(record, desc, ref.readout.tolist(), ref.predictions.tolist(), None)
+    busy = record["work"].get("work_processor")
+    first = cmp.first
+    return {
+        "exact": cmp.exact, "finished": cmp.finished, "samples": samples,
+        "first_divergence": None if first is None else first.describe(),
+        "busy_cycles_per_sample": busy / samples if busy is not None else None,
+        "ideal_cycles_per_sample": float(ideal.double().mean()),
+        "edges": record["cycles"], "generate_s": generate_s, "build_s": build_s,
+        "sim_s": sim_s,
+    }
