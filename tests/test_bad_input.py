@@ -187,7 +187,8 @@ CASES = [
     (["build", "cnn", "--board", "nosuchboard"], ["'nosuchboard'", "icebreaker"]),
     (["build", "cnn", "--board", "icebreaker", "--clock", "0"], ["--clock '0'"]),
     # the fit error: advice, never the board already chosen
-    (["build", "cnn", "--board", "ulx3s-85f", "--lanes", "128", "--check-only"],
+    (["build", "cnn", "--board", "ulx3s-85f", "--lanes", "128", "--check-only", "--arch",
+      "dataflow"],
      ["cnn does not fit ULX3S", "--queue-depth 16"]),
     # models, checkpoints, data files
     (["convert", "nonexistent-model", "-o", "out"], ["'nonexistent-model'", "bundled model"]),
@@ -285,7 +286,8 @@ def test_the_fit_error_never_suggests_the_chosen_board(workspace, capfd):
     hold it, never the one given."""
     from hwsnn import boards
     for board in boards.all_boards():
-        code = main(["build", "cnn", "--board", board, "--lanes", "128", "--check-only"])
+        code = main(["build", "cnn", "--board", board, "--lanes", "128", "--check-only",
+                     "--arch", "dataflow"])
         _, err = capfd.readouterr()
         assert code == 2 and "does not fit" in err
         advice = err.split(": try ", 1)[1]

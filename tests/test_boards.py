@@ -124,7 +124,7 @@ def test_fit_check_accepts_the_mlp_and_refuses_the_cnn_on_icebreaker(bundled_gra
                            group_size=4, progress=False))
     cnn.save(tmp_path / "cnn")
     with pytest.raises(FitError) as err:
-        build(tmp_path / "cnn", board, lanes=1, check_only=True)
+        build(tmp_path / "cnn", board, lanes=1, check_only=True, arch="dataflow")
     text = str(err.value)
     assert "block RAMs" in text and "of 30" in text and "ulx3s-85f" in text
     assert "--queue-depth 16" in text
@@ -132,13 +132,15 @@ def test_fit_check_accepts_the_mlp_and_refuses_the_cnn_on_icebreaker(bundled_gra
     # Shallow queues take the block RAMs under the budget (the logic is still too much
     # for this 8-bit T=2 network; explore finds the ones that fit).
     with pytest.raises(FitError) as err:
-        build(tmp_path / "cnn", board, lanes=1, check_only=True, queue_depth=16)
+        build(tmp_path / "cnn", board, lanes=1, check_only=True, queue_depth=16,
+              arch="dataflow")
     assert "logic cells" in str(err.value) and "block RAMs" not in str(err.value)
     with pytest.raises(ParameterError, match="--queue-depth"):
         build(tmp_path / "cnn", board, lanes=1, check_only=True, queue_depth=2)
     # The same network fits the largest ECP5 board.
     ok = build(tmp_path / "cnn", boards.get("ulx3s-85f"), lanes=1, check_only=True)
-    assert ok["fits"] and ok["estimated"]
+    assert ok["fits"] and ok["estimated"] and ok["arch"] == "dataflow"
+    assert "it fits" in ok["arch_reason"]
 
 
 def test_weights_go_to_spram_on_the_up5k_only_when_asked_or_needed(bundled_graph, tmp_path):
@@ -222,7 +224,8 @@ def test_input_lanes_fit_check_and_errors(bundled_graph, tmp_path):
     assert store["lanes"] == 8 and store["bytes_per_word"] == 8
     assert store["depth"] == fc1.projections[0].weight.shape[1] * math.ceil(fc1.size / 8)
     with pytest.raises(FitError) as err:
-        build(tmp_path / "mlp", board, lanes=1, check_only=True, input_lanes=16)
+        build(tmp_path / "mlp", board, lanes=1, check_only=True, input_lanes=16,
+              arch="dataflow")
     assert "DSPs 16 of 8" in str(err.value) and "--input-lanes 8" in str(err.value)
     with pytest.raises(ParameterError, match="multiple of its 3 lanes"):
         build(tmp_path / "mlp", board, lanes=3, check_only=True, input_lanes=8)
@@ -432,3 +435,63 @@ def test_latency_is_the_mean_and_worst_over_the_data(bundled_graph, tmp_path):
     np.savez(tmp_path / "pixels.npz", x=(x[:5] * 255).numpy(), y=y[:5].numpy())
     with pytest.raises(HwsnnError, match="divide x by 255"):
         latency_codes(net, str(tmp_path / "pixels.npz"))
+
+
+def test_auto_takes_the_serial_processor_when_the_dataflow_design_does_not_fit(tmp_path,
+                                                                              capsys):
+    """Issue 19's small CIFAR CNN at 8-bit weights: the dataflow design needs more than
+    twice the ULX3S-85F's block RAMs, so ``--arch auto`` (the default) takes the
+    layer-serial processor and says why; ``--arch dataflow`` refuses with both numbers."""
+    from hwsnn.snn.random_nets import small_cifar_qnet
+    small_cifar_qnet().save(tmp_path / "cifar")
+    board = boards.get("ulx3s-85f")
+    r = build(tmp_path / "cifar", board, check_only=True)
+    assert r["fits"] and r["arch"] == "serial"
+    assert r["arch_reason"].startswith("the dataflow design does not fit (estimate: block RAMs")
+    assert r["serial"]["lanes"] == 16 and r["lanes"] == 16
+    assert r["resources"]["bram_blocks"]["used"] <= 208
+    assert r["serial"]["weight_packing"] > 0.99
+    with pytest.raises(FitError, match=r"with 1 lane \(estimate: block RAMs \d+ of 208"):
+        build(tmp_path / "cifar", board, check_only=True, arch="dataflow")
+    # A lane count is the processor's when it is the one that fits; per population it
+    # belongs to the dataflow engines only.
+    r = build(tmp_path / "cifar", board, check_only=True, arch="serial", lanes=8)
+    assert r["arch"] == "serial" and r["serial"]["lanes"] == 8
+    with pytest.raises(ParameterError, match="one lane count"):
+        build(tmp_path / "cifar", board, check_only=True, arch="serial", lanes="0=2,2=1")
+    with pytest.raises(ParameterError, match="power of two lanes, not 6"):
+        build(tmp_path / "cifar", board, check_only=True, arch="serial", lanes=6)
+    with pytest.raises(ParameterError, match="--arch 'fast'"):
+        build(tmp_path / "cifar", board, check_only=True, arch="fast")
+    # The command line says which architecture it took and why.
+    from hwsnn.tools.cli import main
+    assert main(["build", str(tmp_path / "cifar"), "--board", "ulx3s-85f",
+                 "--check-only"]) == 0
+    out = capsys.readouterr().out
+    assert "fits with the layer-serial processor, 16 lanes" in out
+    assert "architecture serial: the dataflow design does not fit" in out
+    # Too large for the processor too: both architectures' numbers.
+    with pytest.raises(FitError, match="with the dataflow engines .*; nor on the layer-serial "
+                                       "processor with 1 lane"):
+        build(tmp_path / "cifar", boards.get("icebreaker"), check_only=True)
+
+
+def test_build_of_the_serial_processor_for_icebreaker(bundled_graph, tmp_path):
+    """The layer-serial processor behind the host link, through the same tools: a
+    bitstream, the placed resources against the serial estimate (block RAMs exact, logic
+    and flip-flops within its rough model's error) and the processor's latency."""
+    net = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=2,
+                           group_size=4, progress=False))
+    net.save(tmp_path / "mlp")
+    r = build(tmp_path / "mlp", boards.get("icebreaker"), arch="serial", lanes=2,
+              progress=False)
+    assert r["arch"] == "serial" and r["arch_reason"] == "asked for (--arch serial)"
+    assert r["bitstream"] and Path(r["bitstream"]).stat().st_size > 100_000
+    assert r["meets_clock"] and r["fmax_mhz"] > r["clock_mhz"] == 12.0
+    est, placed = r["estimated_resources"], r["resources"]
+    assert est["bram_blocks"]["used"] == placed["bram_blocks"]["used"]
+    for kind in ("logic_cells", "ffs"):
+        assert 0.8 < est[kind]["used"] / placed[kind]["used"] < 1.4, (kind, est, placed)
+    # One sample at a time: the interval is the latency, the plan's ideal cycles.
+    assert r["cycles_per_inference"] == r["latency_cycles"] > 0
+    assert abs(r["latency_us"] - r["latency_cycles"] / 12.0) < 1e-6

@@ -167,6 +167,73 @@ def fit_check_plan(plan: NetworkPlan, board, weights: str = "auto") -> dict:
             "load_bytes": sum(s.depth * s.bytes_per_word for s in stores)}
 
 
+ARCHS = ("auto", "dataflow", "serial")
+SERIAL_LANES = (16, 8, 4, 2, 1)  # tried in turn, fastest first, when no lane count is given
+
+
+def _membrane_depths(net: QNet, lanes: int) -> list[int | None]:
+    """Membrane memory depths to try, deepest (fewest tiles) first: one tile per
+    population (None), then powers of two down to the largest map's positions."""
+    need = [(p.shape[1] * p.shape[2] if len(p.shape) == 3 else 1,
+             -(-p.shape[0] // lanes) if len(p.shape) == 3 else -(-p.size // lanes))
+            for p in net.populations]
+    full = max(pos * groups for pos, groups in need)
+    least = max(pos for pos, _ in need)
+    depths: list[int | None] = [None]
+    d = 1 << max(0, (full - 1).bit_length() - 1)
+    while d >= least:
+        if d < full:
+            depths.append(d)
+        d //= 2
+    return depths
+
+
+def fit_check_serial(net: QNet, board, lanes=None) -> dict:
+    """The layer-serial processor (docs/serial.md) for ``board``: the fastest plan whose
+    estimate fits (``lanes``: P, else 16, 8, … 1 in turn; for each, the deepest membrane
+    memory first, so the fewest tiles). Returns the fit check's keys (``fits``,
+    ``resources``, ``over``, ``estimate``), ``serial`` (the plan in words) and ``plan``
+    (the ``SerialPlan``; the last one tried when none fits)."""
+    from ..hdl.estimate import estimate_serial
+    from ..hdl.processor import check_supported
+    from ..hdl.serial import SerialPlan
+    if lanes is None:
+        candidates = SERIAL_LANES
+    elif isinstance(lanes, int) and not isinstance(lanes, bool):
+        candidates = (lanes,)
+    else:
+        raise ParameterError(f"--lanes {lanes!r}: the layer-serial processor runs every layer "
+                             "on one engine; give one lane count (e.g. --lanes 16)")
+    dev = board.device
+    result = None
+    for P in candidates:
+        for words in _membrane_depths(net, P):
+            plan = SerialPlan(net, lanes=P, membrane_words=words, keep_current=False)
+            check_supported(plan)
+            est = estimate_serial(plan, dev)
+            resources = {
+                dev.logic_kind: {"used": est.logic, "available": dev.logic},
+                "ffs": {"used": est.ffs, "available": dev.ffs},
+                "bram_blocks": {"used": est.bram_blocks, "available": dev.bram_blocks},
+                "spram_blocks": {"used": 0, "available": dev.spram_blocks},
+                "dsps": {"used": est.dsps, "available": dev.dsps},
+            }
+            over = sorted(k for k, v in resources.items()
+                          if v["used"] > v["available"] * fit_margin(k, dev.family)
+                          and v["used"] > 0)
+            result = {"fits": not over, "resources": resources, "over": over,
+                      "estimate": est.to_json(), "loadable": [], "stores": [],
+                      "load_bytes": 0, "plan": plan,
+                      "serial": {"lanes": P, "membrane_words": plan.memories["membranes"][1],
+                                 "keep_current": plan.keep_current,
+                                 "tiles": {layer.population: len(layer.tiles)
+                                           for layer in plan.layers},
+                                 "weight_packing": plan.weight_packing}}
+            if not over:
+                return result
+    return result
+
+
 def _boards_that_fit(plan: NetworkPlan, board, weights: str) -> list[str]:
     """The other boards on which the same design fits by the estimate, smallest first."""
     from .. import boards
@@ -228,15 +295,15 @@ class BoardTop(Elaboratable):
         if plan is None:
             plan = NetworkPlan(net, lanes, input_lanes=input_lanes,
                                queue_depth=queue_depth, loadable=[tuple(k) for k in loadable])
-        self.plan = plan
-        self.lanes, self.input_lanes, self.queue_depth = (plan.lanes, plan.input_lanes,
-                                                          plan.queue_depth)
-        self.loadable = list(plan.loadable)
+        self.plan = plan  # (or a hdl.serial.SerialPlan: the layer-serial processor)
+        self.lanes = plan.lanes
+        self.input_lanes = getattr(plan, "input_lanes", 0)
+        self.queue_depth = getattr(plan, "queue_depth", None)
+        self.loadable = list(getattr(plan, "loadable", ()))
         self.pll = pll  # a pll.PllSetting, or None for the board clock
 
     def elaborate(self, platform):
         from ..hdl.link import HostLink
-        from ..hdl.network import Network
         m = Module()
         mhz = self.board.clock_mhz
         if self.pll is not None:
@@ -245,8 +312,7 @@ class BoardTop(Elaboratable):
             m.submodules.pll = BoardPll(self.pll, pin, sync)
             mhz = self.pll.output_mhz
         m.submodules.link = link = HostLink(self.net, clk_hz=int(mhz * 1e6),
-                                            baud=self.baud,
-                                            network=Network(self.net, plan=self.plan))
+                                            baud=self.baud, network=_engine(self.plan))
         # (every line raw, rx and tx buffered here; flow-control lines stay unused)
         lines = platform.lookup("uart", self.board.uart).ios
         uart = platform.request("uart", self.board.uart, dir={sub.name: "-" for sub in lines})
@@ -261,6 +327,16 @@ class BoardTop(Elaboratable):
         return m
 
 
+def _engine(plan):
+    """The dataflow network of a ``NetworkPlan``, or the processor of a ``SerialPlan``."""
+    from ..hdl.network import Network
+    from ..hdl.serial import SerialPlan
+    if isinstance(plan, SerialPlan):
+        from ..hdl.processor import SerialProcessor
+        return SerialProcessor(plan)
+    return Network(plan.net, plan=plan)
+
+
 class BoardCore(wiring.Component):
     """What synthesis counts of a ``BoardTop``, without a platform: the host link and its
     network with only the UART lines as ports (on a board the link's debugging outputs
@@ -270,13 +346,12 @@ class BoardCore(wiring.Component):
                  loadable=(), input_lanes: int = 0, queue_depth: int | None = None,
                  plan: NetworkPlan | None = None):
         from ..hdl.link import HostLink
-        from ..hdl.network import Network
         if plan is None:
             plan = NetworkPlan(net, lanes, input_lanes=input_lanes, queue_depth=queue_depth,
                                loadable=[tuple(k) for k in loadable])
         self.plan = plan
         self.link = HostLink(net, clk_hz=int(board.clock_mhz * 1e6), baud=baud,
-                             network=Network(net, plan=plan))
+                             network=_engine(plan))
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
 
     def elaborate(self, platform):
@@ -286,10 +361,11 @@ class BoardCore(wiring.Component):
         return m
 
 
-def build(directory, board, *, lanes: int | dict[str, int] | str = 1, baud: int | None = None,
-          check_only: bool = False, seed: int = 1, progress: bool = True,
-          weights: str = "auto", clock: str | float = "board", input_lanes: int = 0,
-          queue_depth: int | None = None, data_path: str | None = None) -> dict:
+def build(directory, board, *, lanes: int | dict[str, int] | str | None = None,
+          baud: int | None = None, check_only: bool = False, seed: int = 1,
+          progress: bool = True, weights: str = "auto", clock: str | float = "board",
+          input_lanes: int = 0, queue_depth: int | None = None,
+          data_path: str | None = None, arch: str = "auto") -> dict:
     """Fit-check and build the network of ``directory`` for ``board`` (a ``Board``).
 
     The latency is the golden model's on the test data (``data_path``, else the network's
@@ -302,38 +378,86 @@ def build(directory, board, *, lanes: int | dict[str, int] | str = 1, baud: int 
     a PLL at the fastest setting within ``PLL_MARGIN`` of the Fmax that build reached.
     ``input_lanes``: the multiply-accumulate input stage of the first layer (M lanes,
     on M DSP blocks; ``hdl.inputmac``), 0 for the bit-event input stage. ``queue_depth``:
-    every engine's output queue in lane groups (default: two sweeps' worth)."""
+    every engine's output queue in lane groups (default: two sweeps' worth).
+
+    ``arch``: ``dataflow`` (an engine per population, docs/hardware.md; ``lanes`` default
+    1), ``serial`` (the layer-serial processor, docs/serial.md: one engine of ``lanes``
+    lanes, by default the fastest plan that fits) or ``auto`` (default): the dataflow
+    design when it fits, since its layers run at once, else the serial one; the report
+    says which and why (``arch``, ``arch_reason``)."""
     from ..hdl.verilog import fingerprint
     from ..snn.qnet import load
     if not (clock in ("board", "auto") or (isinstance(clock, int | float)
                                            and not isinstance(clock, bool) and clock > 0)):
         raise ParameterError(f"--clock {clock!r}: give board, auto or a frequency in MHz")
+    if arch not in ARCHS:
+        raise ParameterError(f"--arch {arch!r}: choose from {', '.join(ARCHS)}")
     directory = Path(directory)
     net = load(directory)
-    # Lanes, input lanes and queue depth are checked here, with every engine.
-    plan = NetworkPlan(net, lanes, input_lanes=input_lanes, queue_depth=queue_depth)
-    lanes, lane_map = parse_lanes(lanes), plan.lanes  # (the report keeps an int an int)
+    given = parse_lanes(lanes) if lanes is not None else None
+    if arch == "serial" and (input_lanes or queue_depth is not None):
+        raise ParameterError("--input-lanes and --queue-depth belong to the dataflow "
+                             "architecture: leave them out with --arch serial")
     if baud is not None:
         _check_baud(board.clock_mhz, baud, board)
     codes, latency_data = latency_codes(net, data_path)  # bad data: refused before any tool
-    fit = fit_check_plan(plan, board, weights)
+    fam = board.device.family
+    failures = []  # what the fit check said of each architecture that does not fit
+    plan = fit = serial = None
+    short = ""  # the dataflow design's estimate, in a word, when it does not fit
+    if arch in ("dataflow", "auto"):
+        # Lanes, input lanes and queue depth are checked here, with every engine.
+        plan = NetworkPlan(net, 1 if given is None else given, input_lanes=input_lanes,
+                           queue_depth=queue_depth)
+        lane_map = plan.lanes
+        fit = fit_check_plan(plan, board, weights)
+        if not fit["fits"]:
+            said = describe_lanes(1 if given is None else
+                                  given if isinstance(given, int) else lane_map)
+            fits_on = _boards_that_fit(plan, board, weights)
+            short = _over_words(fit, fam)
+            failures.append(f"with {said} ({short}): try "
+                            f"{_advice(fit['over'], lane_map, board, weights, fits_on)}")
+    if arch == "serial" or (arch == "auto" and failures):
+        serial_lanes = given if arch == "serial" or isinstance(given, int) else None
+        try:
+            serial = fit_check_serial(net, board, serial_lanes)
+        except ParameterError as exc:
+            if arch == "serial":
+                raise
+            failures.append(f"nor does the layer-serial processor run it ({exc})")
+        if serial is not None and not serial["fits"]:
+            said = describe_lanes(serial["serial"]["lanes"])
+            failures.append(f"{'nor ' if arch == 'auto' else ''}on the layer-serial "
+                            f"processor with {said} and every tiling tried "
+                            f"({_over_words(serial, fam)}): try fewer weight bits or a "
+                            "smaller model")
+    if serial is not None and serial["fits"]:
+        chosen, fit = "serial", serial
+        reason = ("asked for (--arch serial)" if arch == "serial" else
+                  f"the dataflow design does not fit ({short}); the layer-serial "
+                  "processor does, one layer after another")
+    elif not failures:
+        chosen = "dataflow"
+        reason = ("asked for (--arch dataflow)" if arch == "dataflow" else
+                  "it fits, and its engines run every layer at once (faster than the "
+                  "layer-serial processor)")
+    else:
+        lead = "with the dataflow engines " if arch == "auto" else ""
+        raise FitError(f"{directory} does not fit {board.title} {lead}"
+                       + "; ".join(failures))
     report = {"board": board.name, "device": board.device.name, "clock_mhz": board.clock_mhz,
-              "lanes": lanes, "input_lanes": input_lanes, "queue_depth": queue_depth,
+              "arch": chosen, "arch_reason": reason,
+              "lanes": (fit["serial"]["lanes"] if chosen == "serial" else
+                        1 if given is None else given),
+              "input_lanes": input_lanes, "queue_depth": queue_depth,
               "qnet_sha256": fingerprint(net),
-              "fit_check": fit,
+              "fit_check": {k: v for k, v in fit.items() if k != "plan"},
               "fits": fit["fits"], "resources": fit["resources"], "estimated": True,
               "loadable": fit["loadable"], "stores": fit["stores"],
               "load_bytes": fit["load_bytes"]}
-    if not fit["fits"]:
-        fam = board.device.family
-        numbers = ", ".join(f"{RESOURCE_NAMES[k]} {fit['resources'][k]['used']} of "
-                            f"{fit['resources'][k]['available']} (at most "
-                            f"{fit_margin(k, fam):.0%} used)" for k in fit["over"])
-        said = describe_lanes(lanes if isinstance(lanes, int) else lane_map)
-        fits_on = _boards_that_fit(plan, board, weights)
-        raise FitError(f"{directory} does not fit {board.title} with {said} "
-                       f"(estimate: {numbers}): try "
-                       f"{_advice(fit['over'], lane_map, board, weights, fits_on)}")
+    if chosen == "serial":
+        report["serial"] = fit["serial"]
     if check_only:
         return report
     env = tool_env()
@@ -343,7 +467,8 @@ def build(directory, board, *, lanes: int | dict[str, int] | str = 1, baud: int 
     env.setdefault("OPENFPGALOADER", "openFPGALoader")
     out = directory / "build" / board.name
     t = time.time()
-    board_plan = plan.with_loadable([tuple(k) for k in fit["loadable"]])
+    board_plan = (fit["plan"] if chosen == "serial" else
+                  plan.with_loadable([tuple(k) for k in fit["loadable"]]))
 
     def rate(mhz):
         return baud if baud is not None else link_baud(mhz)
@@ -395,7 +520,8 @@ def build(directory, board, *, lanes: int | dict[str, int] | str = 1, baud: int 
     clock_mhz = setting.output_mhz if setting else board.clock_mhz
     bit = out / f"{NAME}.{board.bitstream_ext}"
     # Latency from the golden model's ideal cycles on the test data, at the clock.
-    cycles = _cycles_per_inference(net, plan.lanes, plan.input_lanes, codes)
+    cycles = (_serial_cycles(board_plan, codes) if chosen == "serial" else
+              _cycles_per_inference(net, plan.lanes, plan.input_lanes, codes))
     clock_hz = clock_mhz * 1e6
     report.update({
         "estimated": False, "utilisation": util, "fmax_mhz": fmax,
@@ -493,8 +619,11 @@ def _run_tools_once(network: NetworkPlan, board, baud, setting, out, seed, env, 
     # Registers whose power-up value does not matter (``hdl.ram``: block RAM read data):
     # without an init value, Yosys merges them into the RAM blocks' output latches.
     extra = {"script_after_read": f"setattr -unset init a:{NO_INIT}"}
-    if network.input_lanes and board.device.family == "ice40":
-        extra["synth_opts"] = "-dsp"  # the input stage's multipliers on SB_MAC16
+    serial = not isinstance(network, NetworkPlan)
+    if board.device.family == "ice40" and (getattr(network, "input_lanes", 0)
+                                           or (serial and board.device.dsps)):
+        # the input stage's multipliers (the serial processor's: its expander's) on SB_MAC16
+        extra["synth_opts"] = "-dsp"
 
     def prepare(**overrides):  # (a platform prepares one design)
         top = BoardTop(network.net, board, baud=baud, pll=setting, plan=network)
@@ -569,6 +698,23 @@ def latency_codes(net: QNet, data_path: str | None = None) -> tuple:
         return codes, what + "; give --data for the latency over your data"
     name = data_path or f"the {data.shipped_for(tuple(net.input.shape), net.metadata)} test split"
     return golden.encode(net, x), f"{len(x)} images of {name}"
+
+
+def _over_words(fit: dict, family: str) -> str:
+    """"estimate: block RAMs 240 of 208 (at most 100 % used), …" of a failed fit check."""
+    return "estimate: " + ", ".join(
+        f"{RESOURCE_NAMES[k]} {fit['resources'][k]['used']} of "
+        f"{fit['resources'][k]['available']} (at most {fit_margin(k, family):.0%} used)"
+        for k in fit["over"])
+
+
+def _serial_cycles(plan, codes) -> dict:
+    """The layer-serial processor's cycles on ``codes`` (``SerialPlan.ideal_cycles`` and
+    its descriptor words): one sample at a time, so the interval is the latency."""
+    res = golden.run(plan.net, codes, lanes=plan.lanes)
+    per = (plan.ideal_cycles(res, codes) + len(plan.program_words())).double()
+    return {"throughput": float(per.mean()), "latency": float(per.mean()),
+            "latency_worst": float(per.max())}
 
 
 def _cycles_per_inference(net: QNet, lanes, input_lanes: int, codes) -> dict:

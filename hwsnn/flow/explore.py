@@ -301,7 +301,8 @@ def build_candidate(spec: dict) -> dict:
     try:
         built = build(directory, board, lanes=pt.lanes, input_lanes=pt.input_lanes,
                       queue_depth=pt.queue_depth, progress=False,
-                      data_path=spec.get("data_path"), clock=spec.get("clock", "board"))
+                      data_path=spec.get("data_path"), clock=spec.get("clock", "board"),
+                      arch="dataflow")  # (explore's points are dataflow designs so far)
     except FitError as exc:  # (its text names the directory: the pick's, not a candidate's)
         text = str(exc).replace(str(directory), spec.get("shown", str(directory)))
         return {"ok": False, "failure": f"{pt.label()}: {text}"}

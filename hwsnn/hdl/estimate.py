@@ -417,3 +417,88 @@ def estimate(plan: NetworkPlan, device) -> Estimate:
             blocks += mapped.count
             entry["bram_blocks"] = entry.get("bram_blocks", 0) + mapped.count
     return Estimate(fam, round(logic), round(ffs), blocks, mems, per, spram, dsps)
+
+
+# -- the layer-serial processor (hdl.processor) -------------------------------------------
+# Logic: a constant (control, scanners, expander, readout) and, per lane, a part per bit of
+# the weight funnel (weight bits × log2 P: a field shifted by up to P fields) and per
+# membrane bit (term, forwarding, sum, rule). Rough: fitted to five synthesized processors
+# (the digits MLP and CNN at P = 4 on iCE40, 8 and 16 on ECP5, the small CIFAR CNN at
+# P = 16 placed on the ECP5-85F), iCE40 logic cells as 1.12 LUT4s, ECP5 as LUT4s and two
+# per carry; the ECP5 figure errs high (it is 0.92 to 1.35 of those designs), the iCE40
+# one within about 10 %. Flip-flops likewise, per lane and weight or membrane bit.
+SERIAL_LOGIC = {"ice40": {"base": 2860.0, "lane_bit": 9.0},
+                "ecp5": {"base": 3580.0, "lane_bit": 12.2}}
+SERIAL_FFS = {"base": 1100.0, "lane_bit": 8.45}
+SERIAL_DSPS = {"ice40": 1, "ecp5": 6}
+
+
+def serial_memories(plan) -> list[MemoryUse]:
+    """The memories of the processor of ``plan`` (a ``hdl.serial.SerialPlan``) and of its
+    host link."""
+    P, net = plan.lanes, plan.net
+    vbits = plan.memories["membranes"][0] // P
+    mems = []
+    words = plan.memories["weights"][1] + 1
+    for bank, depth in (("even", -(-words // 2)), ("odd", max(1, words // 2))):
+        mems.append(MemoryUse("processor", f"weights ({bank} words)", depth,
+                              P * plan.weight_bits, rom=True))
+    mems.append(MemoryUse("processor", "biases", max(1, plan.memories["biases"][1]),
+                          P * plan.bias_bits, rom=True))
+    mems.append(MemoryUse("processor", "membranes", max(1, plan.memories["membranes"][1]),
+                          P * vbits, collisions="undefined"))
+    mems.append(MemoryUse("processor", "planes", max(1, plan.memories["planes"][1]),
+                          P * plan.plane_bits))
+    mems.append(MemoryUse("processor", "pixels", math.prod(net.input.shape), PIXEL_BITS))
+    mems.append(MemoryUse("processor", "program", plan.memories["program"][1], 32, rom=True))
+    # (the readout queue: a lane group's values and its group number an entry)
+    groups = max(-(-d // P) for d in _serial_channels(plan))
+    mems.append(MemoryUse("processor", "readout queue",
+                          serial_readout_depth(net.output.size, P) - 1,
+                          bits_for(groups) + P * vbits))
+    mems.append(MemoryUse("link", "pixel banks (2)", 2 * math.prod(net.input.shape),
+                          PIXEL_BITS))
+    mems.append(MemoryUse("link", "readout values", net.output.size, vbits,
+                          collisions="undefined"))
+    return mems
+
+
+def serial_readout_depth(classes: int, lanes: int) -> int:
+    """The processor's readout queue (``hdl.processor``): every lane group of the
+    readout, and two."""
+    return max(4, -(-classes // lanes) + 2)
+
+
+def _serial_channels(plan) -> list[int]:
+    """Channels of the image and of every population (a vector's: its size)."""
+    shapes = [tuple(plan.net.input.shape)] + [tuple(p.shape) for p in plan.net.populations]
+    return [s[0] if len(s) == 3 else math.prod(s) for s in shapes]
+
+
+def estimate_serial(plan, device) -> Estimate:
+    """Logic, flip-flops, block RAMs and DSPs of the layer-serial processor of ``plan`` (a
+    ``hdl.serial.SerialPlan``) and its host link on ``device``."""
+    fam = device.family
+    P = plan.lanes
+    vbits = plan.memories["membranes"][0] // P
+    funnel = plan.weight_bits * max(1, (2 * P - 1).bit_length() - 1)
+    c = SERIAL_LOGIC[fam]
+    logic = c["base"] + c["lane_bit"] * P * (funnel + vbits)
+    if fam == "ice40":
+        logic += ICE40_CELLS["base"]  # the host link (the constant fits the bare processor)
+    else:
+        logic += LINK_LUTS
+    ffs = SERIAL_FFS["base"] + LINK_FFS + SERIAL_FFS["lane_bit"] * P * (plan.weight_bits
+                                                                        + vbits)
+    blocks = 0
+    mems = serial_memories(plan)
+    for m in mems:
+        mapped = libmap(m.depth, m.width, m.rom, fam, m.collisions)
+        ffs += 0 if m.rom else mapped.flip_flops
+        if mapped.block:
+            blocks += mapped.count
+    # The expander's and scanners' products of event and configuration fields, on DSP
+    # blocks where the device has them (as synthesized).
+    dsps = min(device.dsps, SERIAL_DSPS[fam])
+    return Estimate(fam, round(logic), round(ffs), blocks, mems,
+                    {"processor": {"lanes": P}}, 0, dsps)

@@ -51,6 +51,7 @@ from .frames import (
 )
 from .network import Network
 from .plan import layout_id
+from .processor import SerialProcessor
 from .ram import ram, registered_read
 from .uart import MAX_BAUD_ERROR, MIN_DIVISOR, UartRx, UartTx, uart_divisor
 from .verilog import fingerprint
@@ -95,8 +96,9 @@ class HostLink(wiring.Component):
         if network is None:
             network = Network(net, lanes=lanes, loadable=loadable, input_lanes=input_lanes,
                               queue_depth=queue_depth)
-        elif not isinstance(network, Network):
-            raise TypeError(f"network must be a hwsnn.hdl.network.Network, not "
+        elif not isinstance(network, (Network, SerialProcessor)):
+            raise TypeError(f"network must be a hwsnn.hdl.network.Network or a "
+                            f"hwsnn.hdl.processor.SerialProcessor, not "
                             f"{type(network).__name__}")
         elif network.net is not net and fingerprint(network.net) != self.fingerprint:
             raise ValueError("the given network was built from a different QNet")

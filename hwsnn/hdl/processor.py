@@ -50,6 +50,7 @@ from amaranth.lib.wiring import In, Out
 from ..errors import ParameterError
 from ..snn.qnet import PIXEL_BITS
 from ..snn.widths import widths
+from .estimate import serial_readout_depth
 from .events import bits_for, const_mul, pixel_signature, readout_signature
 from .ram import ram, registered_read
 from .scanner import PlaneScanner
@@ -175,6 +176,8 @@ class SerialProcessor(wiring.Component):
         check_supported(plan)
         self.plan = plan
         net, P = plan.net, plan.lanes
+        self.net = net
+        self.stores = []  # (the host link's view: no weights written at run time)
         self.log_p = P.bit_length() - 1
         self.vbits = max(widths(net, p).membrane for p in net.populations)
         self.cmp_bits = max(widths(net, p).compare for p in net.populations)
@@ -641,7 +644,7 @@ class SerialProcessor(wiring.Component):
         P, n = self.plan.lanes, self.classes
         entry = data.StructLayout({"group": range(self.max_groups + 1),
                                    "values": data.ArrayLayout(signed(self.vbits), P)})
-        depth = max(4, -(-n // P) + 2)
+        depth = serial_readout_depth(n, P)
         m.submodules.readout_queue = q = fifo.SyncFIFOBuffered(width=entry.size, depth=depth)
         push = data.View(entry, q.w_data)
         m.d.comb += [push.group.eq(s5.group), push.values.eq(res5),

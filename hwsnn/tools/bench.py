@@ -250,7 +250,7 @@ def board_build(d: Design, board_name: str, work: Path, seed: int = 1) -> dict:
     board = boards.get(board_name)
     r = build(directory, board, lanes=d.lanes, input_lanes=d.input_lanes,
               queue_depth=d.queue_depth, weights=d.weights, clock=d.clock, progress=False,
-              seed=seed)
+              seed=seed, arch="dataflow")
     res = r["resources"]
     return {"design": d.name, "describe": d.describe(), "board": board.name,
             "directory": str(directory), "weights": d.weights, "clock": d.clock,

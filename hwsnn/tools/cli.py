@@ -538,14 +538,25 @@ def cmd_build(args) -> int:
     board = boards.get(args.board)
     if not args.check_only:
         _check_writes_in(args.directory, f"build/{board.name}")
-    r = build(args.directory, board, lanes=_lanes(args.lanes), baud=args.baud,
+    r = build(args.directory, board,
+              lanes=None if args.lanes is None else _lanes(args.lanes), baud=args.baud,
               check_only=args.check_only, progress=not args.json, weights=args.weights,
               clock=_clock(args.clock), input_lanes=args.input_lanes,
-              queue_depth=args.queue_depth, data_path=args.data, seed=args.seed)
-    lines = [f"{board.title}: {'fits' if r['fits'] else 'does NOT fit'} with "
-             f"{describe_lanes(r['lanes'])}"
-             + (f", an input stage of {args.input_lanes} multiply-accumulate lanes"
-                if args.input_lanes else "")]
+              queue_depth=args.queue_depth, data_path=args.data, seed=args.seed,
+              arch=args.arch)
+    if r["arch"] == "serial":
+        sp = r["serial"]
+        tiled = {k: n for k, n in sp["tiles"].items() if n > 1}
+        how = (f"the layer-serial processor, {describe_lanes(r['lanes'])}, membrane memory "
+               f"of {sp['membrane_words']} words"
+               + (f" ({', '.join(f'{k} in {n} tiles' for k, n in tiled.items())})"
+                  if tiled else ""))
+    else:
+        how = (f"the dataflow engines, {describe_lanes(r['lanes'])}"
+               + (f", an input stage of {args.input_lanes} multiply-accumulate lanes"
+                  if args.input_lanes else ""))
+    lines = [f"{board.title}: {'fits' if r['fits'] else 'does NOT fit'} with {how}",
+             f"  architecture {r['arch']}: {r['arch_reason']}"]
     lines += _resource_lines(r["resources"], r["estimated"])
     for st in r["stores"]:
         lines.append(f"  weights of {st['population']} (from {st['source']}) in SPRAM: "
@@ -561,8 +572,10 @@ def cmd_build(args) -> int:
                   f"  latency {r['latency_us']:.1f} µs per inference on average, "
                   f"{r['latency_worst_us']:.1f} µs at worst, at {r['clock_mhz']:g} MHz "
                   f"({r['latency_cycles']:.0f} / {r['latency_worst_cycles']:.0f} cycles: "
-                  f"every engine's ideal work in turn, over {r['latency_data']}), "
-                  f"{r['inferences_per_second']:.0f} inferences/s pipelined",
+                  + ("the processor's ideal cycles, " if r["arch"] == "serial" else
+                     "every engine's ideal work in turn, ")
+                  + f"over {r['latency_data']}), {r['inferences_per_second']:.0f} "
+                  + ("inferences/s" if r["arch"] == "serial" else "inferences/s pipelined"),
                   f"  bitstream {r['bitstream']}"]
         if not r["meets_clock"]:
             lines.append(f"  WARNING: the clock is above the Fmax; rebuild with --clock "
@@ -925,8 +938,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "bitstream for a board")
     s.add_argument("directory", metavar="DIR", help="output of 'hwsnn convert'")
     s.add_argument("--board", required=True, help="see 'hwsnn boards'")
-    s.add_argument("--lanes", default="1", help="lanes per engine (default 1), or per "
-                   "population: fc1=8,fc2=1")
+    s.add_argument("--lanes", default=None, help="lanes per engine (dataflow: default 1, "
+                   "or per population: fc1=8,fc2=1; serial: one count, a power of two, "
+                   "default the fastest that fits)")
+    s.add_argument("--arch", choices=["auto", "dataflow", "serial"], default="auto",
+                   help="dataflow: an engine per layer, all running at once; serial: one "
+                   "engine running the layers in turn, for networks the dataflow design "
+                   "does not fit (docs/serial.md); auto: dataflow if it fits, else serial "
+                   "(default)")
     _input_lanes_arg(s)
     _queue_depth_arg(s)
     s.add_argument("--baud", type=int, default=None, help="UART baud rate of the host "

@@ -564,3 +564,22 @@ def test_link_converts_to_verilog():
     assert "module link_top" in text
     for port in ("rx", "tx", "busy", "last_error"):
         assert f" {port}" in text
+
+
+def test_the_serial_processor_behind_the_link(bundled_graph, digits_test):
+    """The layer-serial processor (hdl.processor) in place of the dataflow network: the
+    same frames, the golden model's readout and class, its compute cycles in the reply."""
+    from hwsnn.hdl.processor import SerialProcessor
+    from hwsnn.hdl.serial import SerialPlan
+    net = quantize(convert(bundled_graph("digits-cnn"), method="ilif", timesteps=2,
+                           progress=False))
+    codes = golden.encode(net, digits_test[0][:2])
+    processor = SerialProcessor(SerialPlan(net, lanes=8, keep_current=False))
+    port = SimPort(HostLink(net, clk_hz=CLK_HZ, baud=BAUD, timeout_bytes=TIMEOUT_BYTES,
+                            network=processor))
+    client = host.Client(port)
+    assert client.identify().matches(fingerprint(net))
+    got = [client.infer(c) for c in codes]
+    assert [(g.prediction, list(g.values)) for g in got] == golden_inference(net, codes)
+    assert [g.cycles for g in got] == port.inferences
+    assert client.status().inferences == len(codes)
