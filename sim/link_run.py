@@ -77,17 +77,22 @@ class LinkDesign:
 
 
 def link_verilog(net: QNet, *, lanes: int = 1, divisor: int = 4, timeout_bytes: int = 3,
-                 loadable=(), primitives: bool = False,
-                 input_lanes: int = 0) -> tuple[HostLink, str]:
+                 loadable=(), primitives: bool = False, input_lanes: int = 0,
+                 serial=None) -> tuple[HostLink, str]:
     """The link and its Verilog (module ``hwsnn_link``: clk, rst, rx, tx, busy,
     last_error), at ``divisor`` clock cycles per bit. ``loadable``: projections whose
     weights are loaded over the link (``hdl.store``); ``primitives``: those stores as
-    UP5K ``SB_SPRAM256KA`` instances rather than behavioural memories."""
+    UP5K ``SB_SPRAM256KA`` instances rather than behavioural memories. ``serial``: a
+    ``hdl.serial.SerialPlan`` of ``net``: its layer-serial processor behind the link
+    instead of the dataflow network (its weights loaded at run time with its
+    ``loadable``)."""
     from amaranth.back import verilog
 
+    from ..hdl.processor import SerialProcessor
     from ..hdl.store import UP5KPrimitives
     link = HostLink(net, clk_hz=divisor * BAUD, baud=BAUD, lanes=lanes,
-                    timeout_bytes=timeout_bytes, loadable=loadable, input_lanes=input_lanes)
+                    timeout_bytes=timeout_bytes, loadable=loadable, input_lanes=input_lanes,
+                    network=None if serial is None else SerialProcessor(serial))
     return link, verilog.convert(link, name=LINK_TOP, emit_src=False,
                                  platform=UP5KPrimitives() if primitives else None)
 
@@ -95,7 +100,7 @@ def link_verilog(net: QNet, *, lanes: int = 1, divisor: int = 4, timeout_bytes: 
 def build_link(net: QNet, work, *, simulator: str = "verilator", lanes: int = 1,
                divisor: int = 4, timeout_bytes: int = 3, loadable=(),
                primitives: bool = False, quick_build: bool = False,
-               input_lanes: int = 0) -> LinkDesign:
+               input_lanes: int = 0, serial=None) -> LinkDesign:
     """Write ``work/hwsnn_link.v`` (unless it is already there, unchanged) and build it.
     ``quick_build``: Verilator compiles its C++ without optimisation, in about half the
     time, for a slower simulation (worth it for short runs)."""
@@ -109,7 +114,7 @@ def build_link(net: QNet, work, *, simulator: str = "verilator", lanes: int = 1,
     work.mkdir(parents=True, exist_ok=True)
     link, text = link_verilog(net, lanes=lanes, divisor=divisor, timeout_bytes=timeout_bytes,
                               loadable=loadable, primitives=primitives,
-                              input_lanes=input_lanes)
+                              input_lanes=input_lanes, serial=serial)
     source = work / f"{LINK_TOP}.v"
     if not source.is_file() or source.read_text() != text:
         source.write_text(text)
@@ -370,7 +375,7 @@ def _build_verilator(env: dict, sources: list[Path], top: str, work: Path) -> ob
 def build_fuzz(net: QNet, work, *, simulator: str = "verilator", lanes: int = 1,
                divisor: int = 4, timeout_bytes: int = 3, loadable=(),
                primitives: bool = False, quick_build: bool = False,
-               input_lanes: int = 0) -> LinkDesign:
+               input_lanes: int = 0, serial=None) -> LinkDesign:
     """Write the link's Verilog and the fuzz harness around it (``fuzz_harness``) into
     ``work`` and build them for ``run_fuzz``; the arguments are ``build_link``'s."""
     if simulator not in SIMULATORS:
@@ -383,7 +388,7 @@ def build_fuzz(net: QNet, work, *, simulator: str = "verilator", lanes: int = 1,
     work.mkdir(parents=True, exist_ok=True)
     link, text = link_verilog(net, lanes=lanes, divisor=divisor, timeout_bytes=timeout_bytes,
                               loadable=loadable, primitives=primitives,
-                              input_lanes=input_lanes)
+                              input_lanes=input_lanes, serial=serial)
     files = {f"{LINK_TOP}.v": text, f"{FUZZ_TOP}.v": fuzz_harness(link.divisor)}
     if primitives and link.stores:
         from ..hdl.store import spram_model

@@ -70,6 +70,9 @@ def simulate_serial(plan: SerialPlan, codes: torch.Tensor, work_dir, *,
     work.mkdir(parents=True, exist_ok=True)
     samples = len(codes)
     t = time.time()
+    # (the weights in the bitstream's memories: the bench has no load port to fill
+    # run-time stores; the tests load them over the link)
+    plan = plan.with_loadable(False)
     processor = SerialProcessor(plan)
     source = work / f"{TOP}.v"
     text = verilog.to_verilog(processor, TOP)
@@ -115,9 +118,55 @@ def simulate_serial(plan: SerialPlan, codes: torch.Tensor, work_dir, *,
     first = cmp.first
     return {
         "exact": cmp.exact, "finished": cmp.finished, "samples": samples,
+        "mismatches": cmp.mismatches,
         "first_divergence": None if first is None else first.describe(),
         "busy_cycles_per_sample": busy / samples if busy is not None else None,
         "ideal_cycles_per_sample": float(ideal.double().mean()),
         "edges": record["cycles"], "generate_s": generate_s, "build_s": build_s,
         "sim_s": sim_s,
     }
+
+
+def serial_plan_of(directory, lanes: int | None = None) -> SerialPlan:
+    """The processor plan to simulate for conversion directory ``directory``: ``lanes``
+    given, that many lanes, one tile per population, the input stage run every step;
+    else the plan of the newest layer-serial build in ``directory/build`` (its report's
+    plan arguments)."""
+    from ..errors import HwsnnError
+    from ..snn.qnet import load
+    net = load(directory)
+    if lanes is not None:
+        return SerialPlan(net, lanes=lanes, keep_current=False)
+    reports = sorted(Path(directory).glob("build/*/report.json"),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+    for report in reports:
+        try:
+            r = json.loads(report.read_text())
+        except (OSError, ValueError):
+            continue
+        if r.get("arch") == "serial" and "plan" in r.get("serial", {}):
+            return SerialPlan(net, **r["serial"]["plan"])
+    raise HwsnnError(f"{directory} has no layer-serial build: give --lanes P (the processor's "
+                     f"lanes), or build it first ('hwsnn build {directory} --board B --arch "
+                     "serial')")
+
+
+def simulate_serial_directory(directory, *, lanes: int | None = None, samples: int = 100,
+                              offset: int = 0, data_path: str | None = None,
+                              simulator: str = "verilator", stall: float = 0.0,
+                              seed: int = 0, progress: bool = False) -> dict:
+    """``hwsnn sim DIR --arch serial``: the processor of ``serial_plan_of(directory,
+    lanes)`` on test samples ``offset`` .. ``offset + samples`` of the network's data (or
+    ``data_path``), in ``directory/sim/serial-SIMULATOR``."""
+    from ..flow.build import latency_codes
+    plan = serial_plan_of(directory, lanes)
+    codes, what = latency_codes(plan.net, data_path)
+    if not 0 <= offset < len(codes):
+        raise ParameterError(f"--offset {offset}: the test data has {len(codes)} samples")
+    codes = codes[offset:offset + samples]
+    r = simulate_serial(plan, codes, Path(directory) / "sim" / f"serial-{simulator}",
+                        simulator=simulator, stall=stall, seed=seed, progress=progress)
+    ideal = r["ideal_cycles_per_sample"]
+    return {**r, "design": str(directory), "simulator": simulator, "data": what,
+            "offset": offset, "plan": plan.arguments(),
+            "cycle_ratio": r["busy_cycles_per_sample"] / ideal if ideal else None}

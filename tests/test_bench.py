@@ -256,3 +256,25 @@ def test_cos_section_from_its_recorded_figures(quick, tmp_path):
     assert "| COS(ρ=8) | yes (200 samples) | 1,500 (1,386, 1.082) | 98.00 % | 60,000 (4,096)" in md
     assert ("- digits-mlp, COS against IF: cycles ×1.50 (ideal ×1.40), memory bits ×1.20, "
             "accuracy +1.00 points, built logic ×1.10, block RAMs 25 → 31, Fmax ×0.95.") in md
+
+
+def test_serial_section_from_its_recorded_figures(quick, tmp_path):
+    """The layer-serial processor's section renders benchmarks/serial_sops.py's figures
+    (next to scale.json), the ratio to tinyODIN's SOP/s per cell worked by hand; without
+    the file there is no section."""
+    _, r = quick
+    assert "Layer-serial" not in bench.markdown(r, scale_path=tmp_path / "scale.json")
+    # 1,000,000 SOPs in 500,000 cycles at 20 MHz on 5,000 cells: 40 MSOP/s, 8,000 per
+    # cell; tinyODIN on a UP5K: 11.4 MHz / 2 / 3,876 cells = 1,470.6 → 5.4×.
+    row = {"design": "net (gn, T=1, 4-bit)", "board": "icebreaker", "arch": "serial",
+           "lanes": 2, "sops_per_inference": 1e6, "cycles_per_inference": 5e5,
+           "fmax_mhz": 20.0, "cells": 5000, "family": "ice40", "bram_blocks": 26,
+           "spram_blocks": 4, "sop_per_second": 4e7, "sop_per_second_per_cell": 8000.0,
+           "times_tinyodin": 8000 / bench.TINYODIN_SOP_PER_CELL["ice40"]}
+    (tmp_path / bench.SERIAL_JSON).write_text(json.dumps(
+        {"command": "python benchmarks/serial_sops.py", "when": "now", "cpus": 2,
+         "rows": [row]}))
+    md = bench.markdown(r, scale_path=tmp_path / "scale.json")
+    assert "## Layer-serial processor: SOP/s per logic cell (recorded)" in md
+    assert ("| net (gn, T=1, 4-bit) | icebreaker | serial, 2 lanes | 1,000,000 | 500,000 | "
+            "20.0 MHz | 5,000 LC | 26 + 4 | 40.0 | 8,000 | 5.4 |") in md

@@ -53,8 +53,11 @@ def test_explore_and_pick_the_digits_cnn_for_icebreaker(tmp_path):
     assert res["logic_kind"] == "logic_cells"
     for kind in ("logic_cells", "bram_blocks", "spram_blocks"):
         assert 0 < build["resources"][kind]["used"] <= build["resources"][kind]["available"]
-    # The estimate that chose it is within 10 % of the logic cells placed.
-    assert abs(picked["point"]["logic"] / build["resources"]["logic_cells"]["used"] - 1) < 0.1
+    # The estimate that chose it is within 10 % of the logic cells placed (the serial
+    # processor's rougher model: 20 %).
+    error = 0.2 if picked["point"]["arch"] == "serial" else 0.1
+    assert abs(picked["point"]["logic"] / build["resources"]["logic_cells"]["used"] - 1) \
+        < error, (picked["point"], build["resources"])
     assert picked["simulation"]["exact"] and picked["simulation"]["mismatches"] == 0
     assert (out / "qnet.json").is_file() and (out / "snn.json").is_file()
 
@@ -62,12 +65,40 @@ def test_explore_and_pick_the_digits_cnn_for_icebreaker(tmp_path):
 def test_nothing_to_pick_when_nothing_fits():
     board = boards.get("icebreaker")
     r = explore.search("digits-cnn", board, progress=False, methods=(("gn", 4),), steps=(2,),
-                       weight_bits=(8,), lanes=(1,))
+                       weight_bits=(8,), lanes=(1,), archs=("dataflow",))
     assert r["front"] == [] and r["does_not_fit"] == r["tried"] == 2  # both queue depths
     with pytest.raises(HwsnnError, match="nothing to pick"):
         explore.pick(r, board, "unused", progress=False)
     with pytest.raises(HwsnnError, match="bundled model"):
         explore.search("resnet", board, progress=False)
+
+
+def test_both_architectures_on_one_front():
+    """The digits CNN on a UP5K (ILIF, T=1, 4-bit weights, 1 and 2 lanes): the dataflow
+    points and the layer-serial processor's on one front, neither architecture dominating
+    the other (here the 2-lane dataflow design is the fastest, the processor at 2 lanes
+    next, smaller). A serial point's resources are the fit check's for its lanes."""
+    from hwsnn.flow.build import fit_check_serial
+    from hwsnn.snn.convert import convert
+    from hwsnn.snn.quantize import quantize
+    board = boards.get("icebreaker")
+    r = explore.search("digits-cnn", board, progress=False, methods=(("ilif", None),),
+                       steps=(1,), weight_bits=(4,), lanes=(1, 2), max_accuracy_drop=100)
+    assert {p["arch"] for p in r["front"]} == {"dataflow", "serial"}, r["front"]
+    serial = [p for p in r["points"] if p["arch"] == "serial"]
+    assert sorted(p["lanes"] for p in serial) == [1, 2]
+    assert r["tried"] == 2 * 2 + 2  # dataflow: lanes × queue depths; serial: lanes
+    net = quantize(convert(explore._graph_of("digits-cnn"), method="ilif", timesteps=1,
+                           progress=False), weight_bits=4)
+    for p in serial:
+        fit = fit_check_serial(net, board, p["lanes"])
+        assert fit["fits"]
+        assert p["logic"] == fit["resources"]["logic_cells"]["used"]
+        assert p["bram_blocks"] == fit["resources"]["bram_blocks"]["used"]
+        assert p["spram_blocks"] == fit["resources"]["spram_blocks"]["used"]
+        assert explore.Point(**p).label().endswith(" serial")
+    with pytest.raises(HwsnnError, match="choose from dataflow, serial"):
+        explore.search("digits-cnn", board, progress=False, archs=("systolic",))
 
 
 def test_shallow_queues_bring_the_digits_cnn_into_the_icebreaker_estimate(bundled_graph):
@@ -79,7 +110,8 @@ def test_shallow_queues_bring_the_digits_cnn_into_the_icebreaker_estimate(bundle
     from hwsnn.snn.quantize import quantize
     board = boards.get("icebreaker")
     r = explore.search("digits-cnn", board, progress=False, methods=(("ilif", None),),
-                       steps=(2,), weight_bits=(8,), lanes=(1,), max_accuracy_drop=100)
+                       steps=(2,), weight_bits=(8,), lanes=(1,), max_accuracy_drop=100,
+                       archs=("dataflow",))
     assert r["tried"] == 2 and r["does_not_fit"] == 1
     (p,) = r["front"]
     assert p["queue_depth"] == 16 and p["bram_blocks"] <= 30 and p["logic"] <= 0.95 * 5280

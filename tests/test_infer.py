@@ -87,6 +87,37 @@ def test_weights_to_load_follow_the_build_the_board_reports(mlp_dir, tmp_path):
         stores_for(d, net, other)
 
 
+def test_weights_to_load_for_a_serial_build(bundled_graph, tmp_path):
+    """A layer-serial build with its weights in SPRAM (``--arch serial``): the two weight
+    banks, rebuilt from the report's plan arguments, with the fit check's own layout;
+    every weight of the network appears once in their bytes."""
+    from hwsnn import boards
+    from hwsnn.flow.build import fit_check_serial
+    from hwsnn.flow.infer import stores_for
+    from hwsnn.hdl.plan import layout_id
+    net = quantize(convert(bundled_graph("digits-cnn"), method="gn", timesteps=2,
+                           group_size=4, progress=False), weight_bits=4)
+    net.save(tmp_path)
+    fit = fit_check_serial(net, boards.all_boards()["icebreaker"], 2, weights="spram")
+    assert fit["serial"]["weights"] == "spram" and fit["resources"]["spram_blocks"]["used"] == 2
+    report = tmp_path / "build" / "icebreaker" / "report.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps({"arch": "serial", "lanes": 2, "serial": fit["serial"]}))
+    specs = fit["plan"].stores
+    got = stores_for(tmp_path, net, host.Identity(host.PROTOCOL_VERSION, bytes(8), 10, 64,
+                                                  2, layout_id(specs)))
+    assert [s.describe() for s in got] == fit["stores"]
+    assert [s.encode() for s in got] == [s.encode() for s in specs]
+    # Bank 0 holds words 0, 2, 4, … and bank 1 words 1, 3, …: two 4-bit fields a byte.
+    fields = []
+    for even, odd in zip(got[0].encode(), got[1].encode() + b"\0", strict=False):
+        fields += [even & 15, even >> 4, odd & 15, odd >> 4]
+    weights = [int(w) & 15 for p in net.populations for q in p.projections
+               for w in q.weight.reshape(-1).tolist()]
+    assert fit["plan"].weight_packing == 1.0
+    assert sorted(fields[:len(weights)]) == sorted(weights)
+
+
 def test_store_bytes_by_hand():
     """Two lanes of 4-bit weights: one byte per word, lane 0 in the low nibble, two's
     complement: (-4, 0) → 0x0C, (7, -1) → 0xF7."""

@@ -191,6 +191,26 @@ def test_multiply_accumulate_input_stage_over_the_link(bundled_graph, digits_tes
     check_round_trips(net, codes, record, 0)
 
 
+def test_serial_processor_weights_loaded_over_the_link(bundled_graph, digits_test, tmp_path):
+    """The layer-serial processor with its weight banks in UP5K SPRAM primitives (Yosys's
+    model; 4-bit weights, two to a 16-bit location), loaded by the real client's LOAD
+    frames: INFER refused before, every round trip after equal to the golden model."""
+    from hwsnn.hdl.serial import SerialPlan
+    net = quantize(convert(bundled_graph("digits-cnn"), method="gn", timesteps=2,
+                           group_size=4, progress=False), weight_bits=4)
+    plan = SerialPlan(net, lanes=2, membrane_words=64, keep_current=False, loadable=True)
+    codes = golden.encode(net, digits_test[0][:3])
+    design = build_link(net, tmp_path, simulator="icarus", primitives=True, serial=plan)
+    assert design.source.read_text().count("SB_SPRAM256KA") == 2
+    assert [s.bytes_per_word for s in design.stores] == [1, 1]
+    record = run_link(design, codes, faults=False, load_chunk=256)
+    assert record["passed"] and record["cocotb_failed"] == 0, \
+        record["failed"] or record["crashed"]
+    assert [(e["case"], e["code"]) for e in record["errors"]] == \
+        [("infer before the weights are loaded", host.ERR_NOT_LOADED)]
+    check_round_trips(net, codes, record, 0)
+
+
 FUZZ_SEED = 17
 
 

@@ -150,7 +150,14 @@ def fit_check_plan(plan: NetworkPlan, board, weights: str = "auto") -> dict:
     loadable = _place_weights(plan, board, weights)
     placed = plan.with_loadable(loadable)
     est = estimate(placed, board.device)
-    dev = board.device
+    return {**_against(est, board.device, placed.stores),
+            "loadable": [list(k) for k in loadable]}
+
+
+def _against(est, dev, stores) -> dict:
+    """An estimate against device ``dev``: ``fits``, ``resources`` ({kind: {"used",
+    "available"}}), ``over`` (the kinds beyond ``fit_margin``), ``estimate``, and the
+    run-time ``stores`` and the bytes the link loads into them."""
     resources = {
         dev.logic_kind: {"used": est.logic, "available": dev.logic},
         "ffs": {"used": est.ffs, "available": dev.ffs},
@@ -158,12 +165,10 @@ def fit_check_plan(plan: NetworkPlan, board, weights: str = "auto") -> dict:
         "spram_blocks": {"used": est.spram_blocks, "available": dev.spram_blocks},
         "dsps": {"used": est.dsps, "available": dev.dsps},
     }
-    over = {k: v for k, v in resources.items()
-            if v["used"] > v["available"] * fit_margin(k, dev.family) and v["used"] > 0}
-    stores = placed.stores
-    return {"fits": not over, "resources": resources, "over": sorted(over),
-            "estimate": est.to_json(), "loadable": [list(k) for k in loadable],
-            "stores": [s.describe() for s in stores],
+    over = sorted(k for k, v in resources.items()
+                  if v["used"] > v["available"] * fit_margin(k, dev.family) and v["used"] > 0)
+    return {"fits": not over, "resources": resources, "over": over,
+            "estimate": est.to_json(), "stores": [s.describe() for s in stores],
             "load_bytes": sum(s.depth * s.bytes_per_word for s in stores)}
 
 
@@ -188,13 +193,15 @@ def _membrane_depths(net: QNet, lanes: int) -> list[int | None]:
     return depths
 
 
-def fit_check_serial(net: QNet, board, lanes=None) -> dict:
+def fit_check_serial(net: QNet, board, lanes=None, weights: str = "auto") -> dict:
     """The layer-serial processor (docs/serial.md) for ``board``: the fastest plan whose
     estimate fits (``lanes``: P, else 16, 8, … 1 in turn; for each, the deepest membrane
-    memory first, so the fewest tiles). Returns the fit check's keys (``fits``,
-    ``resources``, ``over``, ``estimate``), ``serial`` (the plan in words) and ``plan``
-    (the ``SerialPlan``; the last one tried when none fits)."""
-    from ..hdl.estimate import estimate_serial
+    memory first, so the fewest tiles). ``weights``: where the weight memory lives:
+    ``bram`` (filled by the bitstream), ``spram`` (loaded over the link at run time) or
+    ``auto`` (block RAM, else SPRAM where the board has it). Returns the fit check's keys
+    (``fits``, ``resources``, ``over``, ``estimate``, ``stores``, ``load_bytes``),
+    ``serial`` (the plan in words) and ``plan`` (the ``SerialPlan``, with its ``loadable``;
+    the last one tried when none fits)."""
     from ..hdl.processor import check_supported
     from ..hdl.serial import SerialPlan
     if lanes is None:
@@ -204,34 +211,38 @@ def fit_check_serial(net: QNet, board, lanes=None) -> dict:
     else:
         raise ParameterError(f"--lanes {lanes!r}: the layer-serial processor runs every layer "
                              "on one engine; give one lane count (e.g. --lanes 16)")
+    if weights not in WEIGHTS:
+        raise ParameterError(f"--weights {weights!r}: choose from {', '.join(WEIGHTS)}")
     dev = board.device
+    if weights == "spram" and not dev.spram_blocks:
+        raise ParameterError(f"--weights spram: {board.title} ({dev.name}) has no SPRAM; "
+                             "use --weights bram (or auto)")
+    places = {"bram": (False,), "spram": (True,),
+              "auto": (False, True) if dev.spram_blocks else (False,)}[weights]
     result = None
     for P in candidates:
         for words in _membrane_depths(net, P):
-            plan = SerialPlan(net, lanes=P, membrane_words=words, keep_current=False)
-            check_supported(plan)
-            est = estimate_serial(plan, dev)
-            resources = {
-                dev.logic_kind: {"used": est.logic, "available": dev.logic},
-                "ffs": {"used": est.ffs, "available": dev.ffs},
-                "bram_blocks": {"used": est.bram_blocks, "available": dev.bram_blocks},
-                "spram_blocks": {"used": 0, "available": dev.spram_blocks},
-                "dsps": {"used": est.dsps, "available": dev.dsps},
-            }
-            over = sorted(k for k, v in resources.items()
-                          if v["used"] > v["available"] * fit_margin(k, dev.family)
-                          and v["used"] > 0)
-            result = {"fits": not over, "resources": resources, "over": over,
-                      "estimate": est.to_json(), "loadable": [], "stores": [],
-                      "load_bytes": 0, "plan": plan,
-                      "serial": {"lanes": P, "membrane_words": plan.memories["membranes"][1],
-                                 "keep_current": plan.keep_current,
-                                 "tiles": {layer.population: len(layer.tiles)
-                                           for layer in plan.layers},
-                                 "weight_packing": plan.weight_packing}}
-            if not over:
-                return result
+            base = SerialPlan(net, lanes=P, membrane_words=words, keep_current=False)
+            check_supported(base)
+            for loadable in places:
+                plan = base.with_loadable(loadable)
+                result = _serial_fit(plan, dev)
+                if result["fits"]:
+                    return result
     return result
+
+
+def _serial_fit(plan, dev) -> dict:
+    """The fit check's answer for the processor of ``plan`` on ``dev``."""
+    from ..hdl.estimate import estimate_serial
+    return {**_against(estimate_serial(plan, dev), dev, plan.stores), "loadable": [],
+            "plan": plan,
+            "serial": {"lanes": plan.lanes, "membrane_words": plan.memories["membranes"][1],
+                       "keep_current": plan.keep_current,
+                       "weights": "spram" if plan.loadable else "bram",
+                       "plan": plan.arguments(),
+                       "tiles": {layer.population: len(layer.tiles) for layer in plan.layers},
+                       "weight_packing": plan.weight_packing}}
 
 
 def _boards_that_fit(plan: NetworkPlan, board, weights: str) -> list[str]:
@@ -299,7 +310,8 @@ class BoardTop(Elaboratable):
         self.lanes = plan.lanes
         self.input_lanes = getattr(plan, "input_lanes", 0)
         self.queue_depth = getattr(plan, "queue_depth", None)
-        self.loadable = list(getattr(plan, "loadable", ()))
+        # (the dataflow projections loaded at run time; a SerialPlan's flag says its own)
+        self.loadable = list(plan.loadable) if isinstance(plan, NetworkPlan) else []
         self.pll = pll  # a pll.PllSetting, or None for the board clock
 
     def elaborate(self, platform):
@@ -421,7 +433,7 @@ def build(directory, board, *, lanes: int | dict[str, int] | str | None = None,
     if arch == "serial" or (arch == "auto" and failures):
         serial_lanes = given if arch == "serial" or isinstance(given, int) else None
         try:
-            serial = fit_check_serial(net, board, serial_lanes)
+            serial = fit_check_serial(net, board, serial_lanes, weights)
         except ParameterError as exc:
             if arch == "serial":
                 raise

@@ -40,6 +40,7 @@ STEPS = (1, 2, 4)
 WEIGHT_BITS = (4, 6, 8)
 LANES = (1, 2, 4, 8, 16)
 QUEUES = (None, 16)  # engine output queues: two sweeps deep (default), or shallow
+ARCHS = ("dataflow", "serial")  # an engine per layer, or the layer-serial processor
 CYCLE_SAMPLES = 64  # test samples the cycle counts are averaged over
 
 
@@ -60,13 +61,15 @@ class Point:
     spram_blocks: int
     dsps: int
     front: bool = False
+    arch: str = "dataflow"  # or "serial": the layer-serial processor (docs/serial.md)
 
     def label(self) -> str:
         tau = f" τ={self.group_size}" if self.group_size else ""
         inp = f" in={self.input_lanes}" if self.input_lanes else ""
         q = f" q={self.queue_depth}" if self.queue_depth else ""
+        arch = " serial" if self.arch == "serial" else ""
         return (f"{self.method.upper()}{tau} T={self.timesteps} {self.weight_bits}b "
-                f"P={self.lanes}{inp}{q}")
+                f"P={self.lanes}{inp}{q}{arch}")
 
     def dominates(self, other: Point) -> bool:
         no_worse = (self.accuracy >= other.accuracy and self.latency_us <= other.latency_us
@@ -110,12 +113,14 @@ _DATA: dict = {}  # (model, data path) -> its test data (one read per process)
 def _estimate(job: tuple) -> dict:
     """One conversion (method, τ, T, weight bits) of the design space: its accuracy, and
     every lane count and queue depth it fits the board with (a worker reads the data and
-    traces the model itself, once)."""
+    traces the model itself, once); with ``serial`` among the architectures, also every
+    power-of-two lane count of the layer-serial processor (its fastest tiling that fits,
+    as ``hwsnn build --arch serial --lanes P`` chooses it)."""
     from ..hdl.plan import NetworkPlan, mac_eligible
     from ..snn.convert import convert
     from ..snn.quantize import quantize
-    from .build import fit_check_plan
-    model, board, data_path, floor, method, tau, t, wb, lanes, queues = job
+    from .build import _serial_cycles, fit_check_plan, fit_check_serial
+    model, board, data_path, floor, method, tau, t, wb, lanes, queues, archs = job
     graph, (x, y) = _test_data(model, data_path)
     net = quantize(convert(graph, method=method, timesteps=t, group_size=tau,
                            progress=False), weight_bits=wb)
@@ -124,38 +129,48 @@ def _estimate(job: tuple) -> dict:
     mac = any(mac_eligible(net, p) for p in net.populations) and board.device.dsps >= 8
     cycles_of = {}
     points, tried, unfit, inaccurate = [], 0, 0, 0
-    for p_lanes, m, q in itertools.product(lanes, (0, 8) if mac else (0,), queues):
-        if m and m % p_lanes:
-            continue
+    candidates = []  # (architecture, lanes, input lanes, queue depth)
+    if "dataflow" in archs:
+        candidates += [("dataflow", p, m, q) for p, m, q in
+                       itertools.product(lanes, (0, 8) if mac else (0,), queues)
+                       if not (m and m % p)]
+    if "serial" in archs:
+        candidates += [("serial", p, 0, None) for p in lanes if not p & (p - 1)]
+    for arch, p_lanes, m, q in candidates:
         tried += 1
         if acc < floor:
             inaccurate += 1
             continue
         try:
-            fit = fit_check_plan(NetworkPlan(net, p_lanes, input_lanes=m, queue_depth=q),
-                                 board, "auto")
-        except HwsnnError:
+            fit = (fit_check_serial(net, board, p_lanes) if arch == "serial" else
+                   fit_check_plan(NetworkPlan(net, p_lanes, input_lanes=m, queue_depth=q),
+                                  board, "auto"))
+        except HwsnnError:  # (e.g. a method the processor does not run)
             unfit += 1
             continue
         if not fit["fits"]:
             unfit += 1
             continue
-        if (p_lanes, m) not in cycles_of:
-            res = golden.run(net, codes[:CYCLE_SAMPLES], lanes=p_lanes, input_lanes=m)
-            cycles_of[p_lanes, m] = float(res.ideal_cycles_total.double().mean())
-        cycles = cycles_of[p_lanes, m]
+        key = (arch, p_lanes, m)
+        if key not in cycles_of:
+            if arch == "serial":
+                cycles_of[key] = _serial_cycles(fit["plan"], codes[:CYCLE_SAMPLES])["latency"]
+            else:
+                res = golden.run(net, codes[:CYCLE_SAMPLES], lanes=p_lanes, input_lanes=m)
+                cycles_of[key] = float(res.ideal_cycles_total.double().mean())
+        cycles = cycles_of[key]
         r = fit["resources"]
         points.append(Point(method, tau, t, wb, p_lanes, m, q, acc, cycles,
                             cycles / board.clock_mhz, r[board.device.logic_kind]["used"],
                             r["bram_blocks"]["used"], r["spram_blocks"]["used"],
-                            r["dsps"]["used"]))
+                            r["dsps"]["used"], arch=arch))
     return {"points": points, "tried": tried, "unfit": unfit, "inaccurate": inaccurate}
 
 
 def search(model: str, board, *, max_accuracy_drop: float = 1.0, progress: bool = True,
            steps=STEPS, weight_bits=WEIGHT_BITS, lanes=LANES, methods=METHODS,
            queues=QUEUES, data_path: str | None = None, workers: int | None = None,
-           scheduler: str | None = None) -> dict:
+           scheduler: str | None = None, archs=ARCHS) -> dict:
     """The design space of bundled ``model`` on ``board``: accuracies (ANN and every
     candidate) and cycle counts on the test data, ``data_path`` (the user's labelled data:
     an .npz with arrays x, y, an MNIST folder or ``package.module:factory``) or else the
@@ -163,7 +178,10 @@ def search(model: str, board, *, max_accuracy_drop: float = 1.0, progress: bool 
 
     Each conversion (method, τ, T, weight bits) is estimated here one after another, or,
     with ``workers`` (more than 1) or ``scheduler``, on Dask workers (``hwsnn.tools.cluster``;
-    they read ``data_path`` themselves): the same result, in the same order."""
+    they read ``data_path`` themselves): the same result, in the same order.
+
+    ``archs``: the architectures whose points are estimated (``ARCHS``: the dataflow
+    engines and the layer-serial processor, on one front)."""
     from ..models import BUNDLED
     from ..tools.cluster import check_workers, map_ordered
     if model not in BUNDLED:
@@ -173,13 +191,18 @@ def search(model: str, board, *, max_accuracy_drop: float = 1.0, progress: bool 
         raise ParameterError(f"--max-accuracy-drop is in percentage points (0..100), not "
                              f"{max_accuracy_drop}")
     check_workers(workers)
+    unknown = set(archs) - set(ARCHS)
+    if unknown or not archs:
+        raise ParameterError(f"architectures {sorted(unknown) or '(none)'}: choose from "
+                             f"{', '.join(ARCHS)}")
     spec = BUNDLED[model]
     # The example batch only shapes the trace; the data is checked against its input.
     graph, (x, y) = _test_data(model, data_path)
     ann = graph.forward(graph.input.to_codes(x))[graph.output.name]
     ann_acc = golden.accuracy(ann.argmax(1), y)
     floor = ann_acc - max_accuracy_drop / 100
-    jobs = [(model, board, data_path, floor, method, tau, t, wb, tuple(lanes), tuple(queues))
+    jobs = [(model, board, data_path, floor, method, tau, t, wb, tuple(lanes), tuple(queues),
+             tuple(archs))
             for (method, tau), t, wb in itertools.product(methods, steps, weight_bits)]
     if scheduler is None and workers in (None, 1):
         outs = []
@@ -230,9 +253,18 @@ def plot(result: dict, path: Path) -> str:
     ax.scatter([p["latency_us"] for p in rest], [100 * p["accuracy"] for p in rest],
                s=12, color="0.7", label="fits, within the accuracy budget")
     logic = result.get("logic_name", "logic")
-    sc = ax.scatter([p["latency_us"] for p in front], [100 * p["accuracy"] for p in front],
-                    c=[p["logic"] for p in front], cmap="viridis", s=40, zorder=3,
-                    label=f"Pareto front (colour: estimated {logic})")
+    sc = None
+    lo = min((p["logic"] for p in front), default=0)
+    hi = max((p["logic"] for p in front), default=1)
+    for arch, marker, what in (("dataflow", "o", "dataflow engines"),
+                               ("serial", "s", "layer-serial processor")):
+        mine = [p for p in front if p.get("arch", "dataflow") == arch]
+        if mine:
+            sc = ax.scatter([p["latency_us"] for p in mine],
+                            [100 * p["accuracy"] for p in mine],
+                            c=[p["logic"] for p in mine], cmap="viridis", vmin=lo, vmax=hi,
+                            s=40, zorder=3, marker=marker,
+                            label=f"Pareto front, {what} (colour: estimated {logic})")
     ax.axhline(100 * result["ann_accuracy"], color="black", linestyle="--", linewidth=1,
                label="ANN")
     if front:
@@ -273,12 +305,13 @@ def _graph_of(model: str):
 
 def _slug(i: int, pt: Point) -> str:
     tau = f"-tau{pt.group_size}" if pt.group_size else ""
+    arch = "-serial" if pt.arch == "serial" else ""
     return (f"{i:02d}-{pt.method}{tau}-t{pt.timesteps}-w{pt.weight_bits}-p{pt.lanes}"
-            f"-in{pt.input_lanes}-q{pt.queue_depth or 0}")
+            f"-in{pt.input_lanes}-q{pt.queue_depth or 0}{arch}")
 
 
 BUILT_KEYS = ("fits", "fmax_mhz", "clock_mhz", "meets_clock", "latency_us", "resources",
-              "bitstream")
+              "bitstream", "arch", "serial")
 
 
 def build_candidate(spec: dict) -> dict:
@@ -302,7 +335,7 @@ def build_candidate(spec: dict) -> dict:
         built = build(directory, board, lanes=pt.lanes, input_lanes=pt.input_lanes,
                       queue_depth=pt.queue_depth, progress=False,
                       data_path=spec.get("data_path"), clock=spec.get("clock", "board"),
-                      arch="dataflow")  # (explore's points are dataflow designs so far)
+                      arch=pt.arch)
     except FitError as exc:  # (its text names the directory: the pick's, not a candidate's)
         text = str(exc).replace(str(directory), spec.get("shown", str(directory)))
         return {"ok": False, "failure": f"{pt.label()}: {text}"}
@@ -310,7 +343,7 @@ def build_candidate(spec: dict) -> dict:
         return {"ok": False, "failure": f"{pt.label()}: {str(exc).split(' (the tools')[0]}"}
     if not built["fits"] or not built["meets_clock"]:
         return {"ok": False, "failure": f"{pt.label()}: Fmax {built['fmax_mhz']:.1f} MHz"}
-    return {"ok": True, "built": {k: built[k] for k in BUILT_KEYS}}
+    return {"ok": True, "built": {k: built.get(k) for k in BUILT_KEYS}}
 
 
 def _candidate_main(path: str) -> int:
@@ -534,6 +567,23 @@ def choose(result: dict, board, directory, *, progress: bool = True,
     return winner, built, failures
 
 
+def _simulate_serial(directory: Path, net, arguments: dict, samples: int,
+                     data_path: str | None) -> dict:
+    """The picked layer-serial design in Verilator (``sim.serial``) on the first
+    ``samples`` test samples, in the keys of ``hwsnn sim``'s report. The weights are in
+    the bitstream's memories here (the run-time stores are checked over the link by the
+    tests)."""
+    from ..hdl.serial import SerialPlan
+    from ..sim.serial import simulate_serial
+    from .build import latency_codes
+    codes, _ = latency_codes(net, data_path)
+    plan = SerialPlan(net, **{**arguments, "loadable": False})
+    r = simulate_serial(plan, codes[:samples], directory / "sim" / "serial")
+    return {"samples": r["samples"], "exact": r["exact"], "mismatches": r["mismatches"],
+            "cycles_per_inference": r["busy_cycles_per_sample"],
+            "first_divergence_text": r["first_divergence"]}
+
+
 def pick(result: dict, board, directory, *, samples: int = 20, progress: bool = True,
          data_path: str | None = None, clock: str | float = "board",
          scheduler: str | None = None, workers: int | None = None) -> dict:
@@ -560,10 +610,13 @@ def pick(result: dict, board, directory, *, samples: int = 20, progress: bool = 
     p = result["front"][winner]
     pt = Point(**p)
     net = load(directory)
-    verilog.write(directory, net, lanes=pt.lanes, input_lanes=pt.input_lanes,
-                  queue_depth=pt.queue_depth)
-    sim = simulate(directory, samples=min(samples, result.get("samples", samples)),
-                   data_path=data_path, progress=False).to_json()
+    n = min(samples, result.get("samples", samples))
+    if pt.arch == "serial":
+        sim = _simulate_serial(directory, net, built["serial"]["plan"], n, data_path)
+    else:
+        verilog.write(directory, net, lanes=pt.lanes, input_lanes=pt.input_lanes,
+                      queue_depth=pt.queue_depth)
+        sim = simulate(directory, samples=n, data_path=data_path, progress=False).to_json()
     return {"point": p, "directory": str(directory), "build": built,
             "simulation": {k: sim[k] for k in ("samples", "exact", "mismatches",
                                                "cycles_per_inference",

@@ -95,12 +95,16 @@ def stores_for(directory, net: QNet, ident: host.Identity) -> list:
     import json
 
     from ..hdl.plan import NetworkPlan, layout_id
+    from ..hdl.serial import SerialPlan
     seen = []
     for report in sorted(Path(directory).glob("build/*/report.json")):
         try:
             r = json.loads(report.read_text())
-            specs = NetworkPlan(net, r["lanes"], input_lanes=r.get("input_lanes", 0),
-                                loadable=[tuple(k) for k in r.get("loadable", [])]).stores
+            if r.get("arch") == "serial":  # (the processor: its plan's own arguments)
+                specs = SerialPlan(net, **r["serial"]["plan"]).stores
+            else:
+                specs = NetworkPlan(net, r["lanes"], input_lanes=r.get("input_lanes", 0),
+                                    loadable=[tuple(k) for k in r.get("loadable", [])]).stores
         except (OSError, ValueError, KeyError, TypeError, HwsnnError):
             continue
         if specs and layout_id(specs) == ident.layout:

@@ -425,24 +425,30 @@ def estimate(plan: NetworkPlan, device) -> Estimate:
 # membrane bit (term, forwarding, sum, rule). Rough: fitted to five synthesized processors
 # (the digits MLP and CNN at P = 4 on iCE40, 8 and 16 on ECP5, the small CIFAR CNN at
 # P = 16 placed on the ECP5-85F), iCE40 logic cells as 1.12 LUT4s, ECP5 as LUT4s and two
-# per carry; the ECP5 figure errs high (it is 0.92 to 1.35 of those designs), the iCE40
-# one within about 10 %. Flip-flops likewise, per lane and weight or membrane bit.
-SERIAL_LOGIC = {"ice40": {"base": 2860.0, "lane_bit": 9.0},
+# per carry; the ECP5 figure errs high (it is 0.92 to 1.35 of those designs). The iCE40
+# constant was lowered to the two whole board designs placed on the UP5K at P = 2 (the
+# digits MLP: 4,313 cells placed; the real MNIST CNN with SPRAM weights: 4,859), which it
+# still overestimates (by 1.11 and 1.00). Flip-flops likewise, per lane and weight or
+# membrane bit. DSPs: the expander's products (4 on the UP5K for the MNIST CNN's 10×10
+# stride-2 kernels; 6 on the ECP5 for the CIFAR CNN).
+SERIAL_LOGIC = {"ice40": {"base": 2700.0, "lane_bit": 9.0},
                 "ecp5": {"base": 3580.0, "lane_bit": 12.2}}
 SERIAL_FFS = {"base": 1100.0, "lane_bit": 8.45}
-SERIAL_DSPS = {"ice40": 1, "ecp5": 6}
+SERIAL_DSPS = {"ice40": 4, "ecp5": 6}
 
 
 def serial_memories(plan) -> list[MemoryUse]:
     """The memories of the processor of ``plan`` (a ``hdl.serial.SerialPlan``) and of its
-    host link."""
+    host link (with the plan's ``loadable``, without the weights: they are in run-time
+    stores)."""
     P, net = plan.lanes, plan.net
     vbits = plan.memories["membranes"][0] // P
     mems = []
     words = plan.memories["weights"][1] + 1
     for bank, depth in (("even", -(-words // 2)), ("odd", max(1, words // 2))):
-        mems.append(MemoryUse("processor", f"weights ({bank} words)", depth,
-                              P * plan.weight_bits, rom=True))
+        if not plan.loadable:
+            mems.append(MemoryUse("processor", f"weights ({bank} words)", depth,
+                                  P * plan.weight_bits, rom=True))
     mems.append(MemoryUse("processor", "biases", max(1, plan.memories["biases"][1]),
                           P * plan.bias_bits, rom=True))
     mems.append(MemoryUse("processor", "membranes", max(1, plan.memories["membranes"][1]),
@@ -477,7 +483,10 @@ def _serial_channels(plan) -> list[int]:
 
 def estimate_serial(plan, device) -> Estimate:
     """Logic, flip-flops, block RAMs and DSPs of the layer-serial processor of ``plan`` (a
-    ``hdl.serial.SerialPlan``) and its host link on ``device``."""
+    ``hdl.serial.SerialPlan``) and its host link on ``device``; with the plan's
+    ``loadable``, the weights in run-time stores (``SerialPlan.weight_stores``: SPRAM
+    tiles, and the link's LOAD path)."""
+    from .store import store_tiles
     fam = device.family
     P = plan.lanes
     vbits = plan.memories["membranes"][0] // P
@@ -486,12 +495,14 @@ def estimate_serial(plan, device) -> Estimate:
     logic = c["base"] + c["lane_bit"] * P * (funnel + vbits)
     if fam == "ice40":
         logic += ICE40_CELLS["base"]  # the host link (the constant fits the bare processor)
+        logic += ICE40_CELLS["store"] * len(plan.stores)
     else:
         logic += LINK_LUTS
     ffs = SERIAL_FFS["base"] + LINK_FFS + SERIAL_FFS["lane_bit"] * P * (plan.weight_bits
                                                                         + vbits)
     blocks = 0
     mems = serial_memories(plan)
+    spram = sum(store_tiles(s.depth, s.width) for s in plan.stores)
     for m in mems:
         mapped = libmap(m.depth, m.width, m.rom, fam, m.collisions)
         ffs += 0 if m.rom else mapped.flip_flops
@@ -501,4 +512,4 @@ def estimate_serial(plan, device) -> Estimate:
     # blocks where the device has them (as synthesized).
     dsps = min(device.dsps, SERIAL_DSPS[fam])
     return Estimate(fam, round(logic), round(ffs), blocks, mems,
-                    {"processor": {"lanes": P}}, 0, dsps)
+                    {"processor": {"lanes": P}}, spram, dsps)

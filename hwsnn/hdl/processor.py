@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -52,9 +52,11 @@ from ..snn.qnet import PIXEL_BITS
 from ..snn.widths import widths
 from .estimate import serial_readout_depth
 from .events import bits_for, const_mul, pixel_signature, readout_signature
+from .network import load_signature
 from .ram import ram, registered_read
 from .scanner import PlaneScanner
-from .serial import HEADER_FIELDS, KINDS, PROGRAM_WIDTH, RECORD_FIELDS, SerialPlan
+from .serial import HEADER_FIELDS, KINDS, PROGRAM_WIDTH, RECORD_FIELDS, SerialPlan, lane_fields
+from .store import WeightStore
 from .tile_expander import TileExpander
 
 __all__ = ["SerialProcessor", "PixelScanner", "check_supported", "ACC", "SWEEP", "INIT"]
@@ -106,12 +108,14 @@ class PixelScanner(wiring.Component):
         byte = Signal(PIXEL_BITS)
         j = Signal(range(max(2, n + 1)))  # pixel in ``byte``
         nxt = Signal(range(max(2, n + 1)))  # next address to read
-        c, y, x = (Signal(range(max(2, d))) for d in (C, H, W))
+        starting = Signal()
+        m.d.comb += starting.eq(self.start & ~busy)
+        done_pixel = Signal()  # the pixel in ``byte`` leaves this cycle
+        c, y, x = (Signal(range(max(2, d))) for d in (C, H, W))  # (of pixel j)
         lowest = Signal(range(PIXEL_BITS))
         for b in reversed(range(PIXEL_BITS)):
             with m.If(byte[b]):
                 m.d.comb += lowest.eq(b)
-        done_pixel = Signal()  # the pixel in ``byte`` leaves this cycle
         rest = byte & (byte - 1)  # its bits after the lowest
         m.d.comb += [self.busy.eq(busy), o.payload.c.eq(c), o.payload.y.eq(y),
                      o.payload.x.eq(x), o.payload.row.eq(j), o.payload.count.eq(1),
@@ -130,10 +134,10 @@ class PixelScanner(wiring.Component):
                     m.d.comb += done_pixel.eq(rest == 0)
         # Reads run one pixel ahead: the next pixel waits on rd_data (its enable low).
         m.d.comb += self.rd_addr.eq(nxt)
-        with m.If(self.start & ~busy):
+        with m.If(starting):
             m.d.comb += [self.rd_en.eq(1), self.rd_addr.eq(0)]
-            m.d.sync += [busy.eq(1), have.eq(0), nxt.eq(1), j.eq(0),
-                         c.eq(0), y.eq(0), x.eq(0), byte.eq(0)]
+            m.d.sync += [busy.eq(1), have.eq(0), nxt.eq(1), j.eq(0), byte.eq(0),
+                         c.eq(0), y.eq(0), x.eq(0)]
         with m.Elif(busy & ~have):  # pixel 0 arrives
             m.d.comb += self.rd_en.eq(1)
             m.d.sync += [have.eq(1), byte.eq(self.rd_data), nxt.eq(nxt + 1)]
@@ -170,24 +174,34 @@ class SerialProcessor(wiring.Component):
     one after its last pixel is taken to the end of its last tile (its readout values may
     still be leaving); ``cycles`` (Out): rising edges since reset; ``work_processor``
     (Out): the cycles ``busy`` was high since reset (the names and meaning of the dataflow
-    networks' ports, so that the simulation benches serve both)."""
+    networks' ports, so that the simulation benches serve both).
+
+    With the plan's ``loadable``, the weights live in two run-time stores
+    (``SerialPlan.weight_stores``: SPRAM on a UP5K, which the bitstream cannot fill) that
+    start empty, and ``load`` (In, ``network.load_signature``) writes them a byte at a time
+    while the processor waits for a sample, as the host link's LOAD frames do. ``stores``
+    lists them (empty without: the weights are in block RAM, filled by the bitstream)."""
 
     def __init__(self, plan: SerialPlan):
         check_supported(plan)
         self.plan = plan
         net, P = plan.net, plan.lanes
         self.net = net
-        self.stores = []  # (the host link's view: no weights written at run time)
+        self.loadable = plan.loadable
+        self.stores = plan.stores
         self.log_p = P.bit_length() - 1
         self.vbits = max(widths(net, p).membrane for p in net.populations)
         self.cmp_bits = max(widths(net, p).compare for p in net.populations)
         self.tau = max([p.group_size for p in net.populations if p.kind == "gn"] or [1])
         self.classes = net.output.size
         self.ilif = net.method == "ilif"  # (every population of a network has one method)
-        super().__init__({"pixels": In(pixel_signature()),
-                          "o": Out(readout_signature(self.classes, self.vbits)),
-                          "busy": Out(1), "cycles": Out(CYCLE_BITS),
-                          "work_processor": Out(CYCLE_BITS)})
+        members = {"pixels": In(pixel_signature()),
+                   "o": Out(readout_signature(self.classes, self.vbits)),
+                   "busy": Out(1), "cycles": Out(CYCLE_BITS),
+                   "work_processor": Out(CYCLE_BITS)}
+        if self.stores:
+            members["load"] = In(load_signature(self.stores))
+        super().__init__(members)
 
     # -- sizes ------------------------------------------------------------------------------
     def _sizes(self):
@@ -232,21 +246,11 @@ class SerialProcessor(wiring.Component):
         m.submodules.prog = prog = memory.Memory(shape=PROGRAM_WIDTH, depth=len(program),
                                                  init=program)
         p_addr, p_data = registered_read(m, prog, name="prog_rd")
-        words = plan.memory_words("weights") + [0]
-        wbits = plan.weight_bits
-        wshape = data.ArrayLayout(signed(wbits), P)
-        m.submodules.wbank0 = wb0 = memory.Memory(shape=wshape, depth=-(-len(words) // 2),
-                                                  init=[_lanes(w, wbits, P)
-                                                        for w in words[0::2]])
-        m.submodules.wbank1 = wb1 = memory.Memory(shape=wshape, depth=max(1, len(words) // 2),
-                                                  init=[_lanes(w, wbits, P)
-                                                        for w in words[1::2]])
-        w0_addr, w0_data = registered_read(m, wb0, name="w0_rd")
-        w1_addr, w1_data = registered_read(m, wb1, name="w1_rd")
+        (w0_addr, w0_data), (w1_addr, w1_data) = self._weight_banks(m)
         bshape = data.ArrayLayout(signed(plan.bias_bits), P)
         m.submodules.bmem = bmem = memory.Memory(
             shape=bshape, depth=self.bdepth,
-            init=[_lanes(w, plan.bias_bits, P) for w in plan.memory_words("biases")])
+            init=[lane_fields(w, plan.bias_bits, P) for w in plan.memory_words("biases")])
         b_addr, b_data = registered_read(m, bmem, name="b_rd")
         vshape = data.ArrayLayout(signed(self.vbits), P)
         m.submodules.vmem = vmem = ram(shape=vshape, depth=self.mdepth, init=[],
@@ -304,7 +308,10 @@ class SerialProcessor(wiring.Component):
                      cfg.wfield.eq(rec.weight_field), cfg.src_height.eq(rec.src_height),
                      cfg.src_width.eq(rec.src_width)]
         scfg = pscan.cfg
-        m.d.comb += [scfg.base.eq(rec.source_plane + t * rec.source_step),
+        # (registered: the control waits a cycle after changing the record or the step)
+        src_base = Signal(range(max(2, self.pdepth + 1)))
+        m.d.sync += src_base.eq(rec.source_plane + t * rec.source_step)
+        m.d.comb += [scfg.base.eq(src_base),
                      scfg.channels.eq(rec.src_channels), scfg.height.eq(rec.src_height),
                      scfg.width.eq(rec.src_width),
                      scfg.groups.eq((rec.src_channels + P - 1) >> self.log_p)]
@@ -355,6 +362,25 @@ class SerialProcessor(wiring.Component):
         self._pipeline(m, w)
         return m
 
+    def _weight_banks(self, m):
+        """The even and odd weight words: block RAMs filled by the bitstream, or with
+        ``loadable`` the run-time stores ``load`` writes. Returns each bank's (address,
+        data a cycle later)."""
+        banks = []
+        wshape = data.ArrayLayout(signed(self.plan.weight_bits), self.plan.lanes)
+        for bank, spec in enumerate(self.plan.weight_stores()):
+            if self.loadable:
+                m.submodules[f"wbank{bank}"] = store = WeightStore(spec.depth, spec.width)
+                ld = self.load
+                m.d.comb += [store.w.en.eq(ld.en & (ld.sel == bank)), store.w.addr.eq(ld.addr),
+                             store.w.byte.eq(ld.byte), store.w.data.eq(ld.data)]
+                banks.append((store.r.addr, store.r.data))
+            else:
+                m.submodules[f"wbank{bank}"] = mem = memory.Memory(
+                    shape=wshape, depth=spec.depth, init=spec.words)
+                banks.append(registered_read(m, mem, name=f"w{bank}_rd"))
+        return banks
+
     # -- control ----------------------------------------------------------------------------
     def _control(self, m, w):
         (issue, head, head_bits, rec, rec_bits, hw, rw, pc, p_addr, p_data, k, t, groups, g0,
@@ -387,20 +413,33 @@ class SerialProcessor(wiring.Component):
         m.d.sync += [self.cycles.eq(self.cycles + 1),
                      self.work_processor.eq(self.work_processor + busy)]
 
-        def start_walk(step):
-            """The first membrane word, the plane word of step ``step`` and its bias word."""
-            m.d.sync += [a.eq(0), gi.eq(0), xi.eq(0), yi.eq(0),
-                         paddr.eq(head.plane + step * head.plane_step + g0),
+        # The plane word a sweep starts at, for the step (ILIF: the output bit) now and
+        # the next output bit: registered, a cycle after the step or bit changes (the
+        # products are long carry chains on an iCE40; no sweep starts that soon after).
+        sweep_step = f if self.ilif else t
+        plane_now, plane_next = (Signal(range(max(2, self.pdepth + 1)), name=n)
+                                 for n in ("plane_now", "plane_next"))
+        m.d.sync += [plane_now.eq(head.plane + sweep_step * head.plane_step + g0),
+                     plane_next.eq(head.plane + (f + 1) * head.plane_step + g0)]
+
+        def start_walk(plane):
+            """The first membrane word, the plane word ``plane`` and its bias word."""
+            m.d.sync += [a.eq(0), gi.eq(0), xi.eq(0), yi.eq(0), paddr.eq(plane),
                          baddr.eq(head.bias_word + g0)]
+
+        # From the last lane group of a tile's position to the first of the next: the
+        # population's groups less the tile's, and one (registered: it follows the header).
+        skip = Signal(range(self.max_groups + 2))
+        m.d.sync += skip.eq(groups - head.tile_groups + 1)
 
         def step_walk():
             m.d.sync += a.eq(a + 1)
             with m.If(gi == head.tile_groups - 1):
-                m.d.sync += [gi.eq(0), paddr.eq(paddr + groups - head.tile_groups + 1)]
+                m.d.sync += [gi.eq(0), paddr.eq(paddr + skip)]
                 with m.If(head.bias_per_channel):
                     m.d.sync += baddr.eq(head.bias_word + g0)
                 with m.Else():
-                    m.d.sync += baddr.eq(baddr + groups - head.tile_groups + 1)
+                    m.d.sync += baddr.eq(baddr + skip)
                 with m.If(xi == head.width - 1):
                     m.d.sync += [xi.eq(0), yi.eq(yi + 1)]
                 with m.Else():
@@ -458,7 +497,7 @@ class SerialProcessor(wiring.Component):
                     m.next = "SETUP"
             with m.State("SETUP"):
                 m.d.sync += [t.eq(0), k.eq(0), f.eq(0)]
-                start_walk(0)
+                start_walk(head.plane + g0)
                 m.next = "INIT"
             with m.State("INIT"):
                 m.d.comb += [issue.valid.eq(1), issue.kind.eq(INIT), issue.addr.eq(a)]
@@ -476,13 +515,15 @@ class SerialProcessor(wiring.Component):
                             m.next = "DRAIN"
                         with m.Else():
                             m.d.sync += t.eq(t + 1)
-                            m.next = "FEED_START"
+                            m.next = "FEED_SETTLE"
                     else:
                         m.next = "DRAIN"
                 with m.Else():
                     m.d.sync += k.eq(k + 1)
-                    m.next = "FEED_START"
+                    m.next = "FEED_SETTLE"
 
+            with m.State("FEED_SETTLE"):  # (the scanner's base follows the record, step)
+                m.next = "FEED_START"
             with m.State("FEED_START"):
                 with m.If(head.projections == 0):
                     m.next = "DRAIN"
@@ -500,7 +541,7 @@ class SerialProcessor(wiring.Component):
                     next_record()
             with m.State("DRAIN"):
                 with m.If(~pending & ~ex.o.valid):
-                    start_walk(f if self.ilif else t)
+                    start_walk(plane_now)
                     with m.If(~readout | last_t):
                         m.next = "SWEEP"
                     with m.Else():
@@ -518,7 +559,7 @@ class SerialProcessor(wiring.Component):
                     if self.ilif:  # the next output bit, or the tile is done
                         with m.If(~readout & ~last_f):
                             m.d.sync += f.eq(f + 1)
-                            start_walk(f + 1)
+                            start_walk(plane_next)
                             m.next = "SWEEP"
                         with m.Else():
                             m.next = "NEXT_STEP"
@@ -534,7 +575,7 @@ class SerialProcessor(wiring.Component):
                         m.next = "FETCH"
                 with m.Else():
                     m.d.sync += t.eq(t + 1)
-                    m.next = "FEED_START"
+                    m.next = "FEED_SETTLE"
 
     # -- the pipeline -------------------------------------------------------------------------
     def _pipeline(self, m, w):
@@ -551,8 +592,8 @@ class SerialProcessor(wiring.Component):
         # Stage 1: the funnel: the low word first, shifted down by the field's lane.
         odd = s1.field >> log_p & 1
         lane = s1.field & (P - 1) if P > 1 else Const(0, 1)
-        lo = Mux(odd, w1_data.as_value(), w0_data.as_value())
-        hi = Mux(odd, w0_data.as_value(), w1_data.as_value())
+        lo = Mux(odd, Value.cast(w1_data), Value.cast(w0_data))
+        hi = Mux(odd, Value.cast(w0_data), Value.cast(w1_data))
         both = Cat(lo, hi)
         w2 = Signal(data.ArrayLayout(signed(wbits), P), name="w2")
         m.d.sync += w2.eq((both >> (lane * wbits))[:P * wbits])
@@ -677,13 +718,3 @@ def _field(value, bits: int):
     if len(value) >= bits:
         return value[:bits]
     return Cat(value, Const(0, bits - len(value)))
-
-
-def _lanes(word: int, bits: int, lanes: int) -> list[int]:
-    """A packed word → its P signed fields."""
-    mask, half = (1 << bits) - 1, 1 << (bits - 1)
-    out = []
-    for lane in range(lanes):
-        v = (word >> (lane * bits)) & mask
-        out.append(v - (1 << bits) if v >= half else v)
-    return out

@@ -28,6 +28,7 @@ stage, which turns every set bit into an event (docs/hardware.md).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, fields
 
@@ -187,6 +188,17 @@ def _geometry(shape) -> tuple[int, int, int]:
     return math.prod(int(d) for d in shape), 1, 1
 
 
+def lane_fields(word: int, bits: int, lanes: int) -> list[int]:
+    """A packed word → its ``lanes`` signed fields of ``bits`` bits (field l in bits
+    l·bits ..)."""
+    mask, half = (1 << bits) - 1, 1 << (bits - 1)
+    out = []
+    for lane in range(lanes):
+        v = (word >> (lane * bits)) & mask
+        out.append(v - (1 << bits) if v >= half else v)
+    return out
+
+
 class SerialPlan:
     """The serial processor's plan for ``net`` on one engine of ``lanes`` lanes.
 
@@ -200,10 +212,17 @@ class SerialPlan:
     ``Region``), ``memories`` (name → (width in bits, depth in words)), ``plane_bits``,
     ``weight_bits``, ``bias_bits``, ``weight_packing`` (weight bits over the weight
     memory's bits).
+
+    ``arguments()``: the keyword arguments that make the same plan again (a build report
+    records them).
+
+    ``loadable``: the weight memory is written at run time over the host link (SPRAM on a
+    UP5K, which the bitstream cannot fill) instead of initialised by the bitstream;
+    ``stores`` then lists it (``weight_stores``) as the link numbers its stores.
     """
 
     def __init__(self, net: QNet, lanes: int = 16, *, membrane_words: int | None = None,
-                 keep_current: bool = True):
+                 keep_current: bool = True, loadable: bool = False):
         if not isinstance(net, QNet):
             raise TypeError(f"SerialPlan needs a QNet, not {type(net).__name__}")
         if net.version != FORMAT_VERSION:
@@ -231,9 +250,12 @@ class SerialPlan:
                 if q.kind == "dense" and len(pop.shape) == 3:
                     raise ParameterError(f"population {pop.name}: a dense projection into "
                                          "a spatial population is not supported")
-        if not isinstance(keep_current, bool):
-            raise ParameterError(f"keep_current must be True or False, not {keep_current!r}")
+        for flag, value in (("keep_current", keep_current), ("loadable", loadable)):
+            if not isinstance(value, bool):
+                raise ParameterError(f"{flag} must be True or False, not {value!r}")
         self.net, self.lanes, self.keep_current = net, lanes, keep_current
+        self.loadable = loadable
+        self.membrane_words = membrane_words  # (as asked: ``memories`` has the depth)
         self.plane_bits = plane_bits(net)
         self.weight_bits = max(q.weight_bits for p in net.populations for q in p.projections)
         # (the bias as added: a rate readout's T·B, an ILIF's B + V0: ``widths``)
@@ -465,6 +487,36 @@ class SerialPlan:
             raise ParameterError(f"memory {name!r} has no initial image (weights, biases, "
                                  "program)")
         return _words(values, bits, self.lanes)
+
+    def weight_stores(self) -> list:
+        """The weight memory as run-time stores (``hdl.store``, in link order): its even
+        words, then its odd ones (the processor's two banks), each word P fields of the
+        weight bits."""
+        from .plan import StoreSpec
+        words = self.memory_words("weights") + [0]
+        P, wbits = self.lanes, self.weight_bits
+        return [StoreSpec("processor", bank, f"weights, {which} words", P, wbits,
+                          [lane_fields(w, wbits, P) for w in words[bank::2]])
+                for bank, which in ((0, "even"), (1, "odd"))]
+
+    def arguments(self) -> dict:
+        """``lanes``, ``membrane_words`` (as asked), ``keep_current``, ``loadable``:
+        ``SerialPlan(net, **plan.arguments())`` makes this plan again."""
+        return {"lanes": self.lanes, "membrane_words": self.membrane_words,
+                "keep_current": self.keep_current, "loadable": self.loadable}
+
+    def with_loadable(self, loadable: bool) -> SerialPlan:
+        """The same plan with its weights loaded at run time (or not)."""
+        if not isinstance(loadable, bool):
+            raise ParameterError(f"loadable must be True or False, not {loadable!r}")
+        other = copy.copy(self)
+        other.loadable = loadable
+        return other
+
+    @property
+    def stores(self) -> list:
+        """The stores the host link loads: ``weight_stores`` with ``loadable``, else none."""
+        return self.weight_stores() if self.loadable else []
 
     # -- figures --------------------------------------------------------------------------
     @property

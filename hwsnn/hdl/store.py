@@ -6,10 +6,12 @@ weights live in a ``WeightStore`` therefore starts empty; the host link writes i
 (LOAD frames, docs/link.md) before the first inference.
 
 A store of ``depth`` words of ``width`` bits is a grid of 16-bit tiles, ``ceil(width/16)``
-side by side and ``ceil(depth/16384)`` deep. Reads take one cycle, like the ROMs they
-replace (``r.addr`` → ``r.data`` a cycle later). Writes come a byte at a time: byte ``b``
-of word ``a`` is bits ``8b .. 8b+7`` of the word, written with the tile's nibble mask, so
-that a word's bytes can arrive one by one from the UART. Reads and writes share the one
+side by side and ``ceil(depth/16384)`` deep; words of at most 8 bits go two to a 16-bit
+location (word a in byte lane a mod 2 of location a // 2), so that they fill the tiles.
+Reads take one cycle, like the ROMs they replace (``r.addr`` → ``r.data`` a cycle
+later). Writes come a byte at a time: byte ``b`` of word ``a`` is bits ``8b .. 8b+7`` of
+the word, written with the tile's nibble mask, so that a word's bytes can arrive one by
+one from the UART. Reads and writes share the one
 address port: nothing reads a store while it is being loaded (the engines are idle).
 
 On an iCE40 UP platform (or with ``primitive=True``) every tile is an ``SB_SPRAM256KA``;
@@ -28,9 +30,16 @@ TILE_WORDS = 16384
 TILE_BITS = 16
 
 
+def words_per_location(width: int) -> int:
+    """Words of ``width`` bits one 16-bit SPRAM location holds: two of at most a byte each
+    (the two byte lanes), else one."""
+    return 2 if width <= 8 else 1
+
+
 def store_tiles(depth: int, width: int) -> int:
     """SPRAM tiles of a ``depth`` × ``width`` store."""
-    return math.ceil(width / TILE_BITS) * math.ceil(depth / TILE_WORDS)
+    per = words_per_location(width)
+    return math.ceil(width / TILE_BITS) * math.ceil(depth / per / TILE_WORDS)
 
 
 def word_bytes(width: int) -> int:
@@ -74,18 +83,24 @@ class WeightStore(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cols = math.ceil(self.width / TILE_BITS)
-        rows = math.ceil(self.depth / TILE_WORDS)
+        per = words_per_location(self.width)
+        cols = math.ceil(self.width / TILE_BITS) if per == 1 else 1
+        rows = math.ceil(self.depth / per / TILE_WORDS)
         use_spram = self.primitive if self.primitive is not None else _is_up5k(platform)
         w = self.w
         # One address port: the write address while writing, else the read address.
-        addr = Signal(range(max(2, rows * TILE_WORDS)))
+        addr = Signal(range(max(2, rows * TILE_WORDS * per)))
         m.d.comb += addr.eq(Mux(w.en, w.addr, self.r.addr))
+        loc = addr[per - 1:]  # the 16-bit location (two words of ≤ 8 bits share one)
         low = Signal(14)
-        m.d.comb += low.eq(addr[:14])
-        row = addr[14:] if rows > 1 else Const(0, 1)
+        m.d.comb += low.eq(loc[:14])
+        row = loc[14:] if rows > 1 else Const(0, 1)
         row_q = Signal.like(row, name="row_q")  # the row read last cycle
         m.d.sync += row_q.eq(row)
+        # The byte lane written: the byte's parity, or (two words a location) the word's.
+        hi = w.byte[0] if per == 1 else addr[0]
+        half_q = Signal(name="half_q")  # (two words a location) the half read last cycle
+        m.d.sync += half_q.eq(addr[0])
         outs = []
         for r in range(rows):
             col_outs = []
@@ -94,7 +109,6 @@ class WeightStore(wiring.Component):
                 m.d.comb += we.eq(w.en & (w.byte[1:] == c) & (row == r))
                 dout = Signal(TILE_BITS, name=f"dout_{r}_{c}")
                 if use_spram:
-                    hi = w.byte[0]
                     m.submodules[f"spram_{r}_{c}"] = Instance(
                         "SB_SPRAM256KA",
                         i_ADDRESS=low, i_DATAIN=Cat(w.data, w.data),
@@ -103,15 +117,17 @@ class WeightStore(wiring.Component):
                         i_STANDBY=Const(0, 1), i_SLEEP=Const(0, 1), i_POWEROFF=Const(1, 1),
                         o_DATAOUT=dout)
                 else:
-                    mem = memory.Memory(shape=TILE_BITS,
-                                        depth=min(TILE_WORDS, self.depth - r * TILE_WORDS),
-                                        init=[])
+                    mem = memory.Memory(
+                        shape=TILE_BITS,
+                        depth=min(TILE_WORDS, -(-self.depth // per) - r * TILE_WORDS), init=[])
                     m.submodules[f"ram_{r}_{c}"] = mem
                     wp = mem.write_port(granularity=8)
                     rp = mem.read_port()
                     m.d.comb += [wp.addr.eq(low), wp.data.eq(Cat(w.data, w.data)),
-                                 wp.en.eq(Cat(we & ~w.byte[0], we & w.byte[0])),
+                                 wp.en.eq(Cat(we & ~hi, we & hi)),
                                  rp.addr.eq(low), dout.eq(rp.data)]
+                if per == 2:
+                    dout = Mux(half_q, dout[8:], dout[:8])
                 col_outs.append(dout)
             outs.append(Cat(*col_outs)[:self.width])
         if rows == 1:

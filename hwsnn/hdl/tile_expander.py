@@ -248,14 +248,20 @@ class TileExpander(wiring.Component):
         P, cfg = self.lanes, self.cfg
         k, s, pad, C, G = cfg.kernel, cfg.stride, cfg.padding, cfg.channels, cfg.groups
         W = cfg.width
-        # Configuration constants: stable while busy, so products of cfg fields are fine.
+        # Products of cfg fields, registered: cfg is stable from the cycle an event is taken
+        # until the expander is idle again, and none is read before the cycle after that
+        # (slice 2 on), so the registers hold them by then, off the paths that use them.
         kC, WG = Signal(range(self.max_kernel * self.max_channels + 1)), Signal(self.addr_width)
         kkC = Signal(range(self.max_kernel ** 2 * self.max_channels + 1))
-        m.d.comb += [kC.eq(_narrow_mul(k, C)), kkC.eq(_narrow_mul(k, kC)), WG.eq(W * G)]
+        kC_now = Signal.like(kC)
+        m.d.comb += kC_now.eq(_narrow_mul(k, C))
+        m.d.sync += [kC.eq(kC_now), kkC.eq(_narrow_mul(k, kC_now)), WG.eq(W * G)]
         # The next ox: g wraps, tap column −s. The next oy: from the row's first operation,
         # tap row −s.
-        column_field = P - const_mul(G, P) - _narrow_mul(s, C)
-        row_field = -_narrow_mul(s, kC)
+        fields = signed(self.field_width + 1)
+        column_field, row_field = Signal(fields), Signal(fields)
+        m.d.sync += [column_field.eq(P - const_mul(G, P) - _narrow_mul(s, C)),
+                     row_field.eq(-_narrow_mul(s, kC_now))]
         top = self.max_dividend
 
         def divide(value):

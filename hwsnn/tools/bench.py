@@ -539,6 +539,50 @@ def cos_md(path: Path) -> list[str]:
             *cos_table(s["rows"]), ""]
 
 
+SERIAL_JSON = "serial_sops.json"  # written by benchmarks/serial_sops.py
+# tinyODIN's SOP/s per logic cell (iCE40) or LUT4 (ECP5) in the same open flow (issue 19:
+# UP5K 11.4 MHz, 3,876 cells; ECP5-85F 37.5 MHz, 2,981 LUT4s; two cycles per SOP).
+TINYODIN_SOP_PER_CELL = {"ice40": 11.4e6 / 2 / 3876, "ecp5": 37.5e6 / 2 / 2981}
+
+
+def serial_table(rows: list[dict]) -> list[str]:
+    """Whole board designs' effective SOP/s per cell (``benchmarks/serial_sops.py``'s
+    rows) against tinyODIN's."""
+    lines = ["| design | board | architecture | SOPs / inference | cycles / inference | "
+             "Fmax | cells | block RAMs (+ SPRAMs) | MSOP/s | SOP/s per cell | × tinyODIN |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        spram = f" + {r['spram_blocks']}" if r.get("spram_blocks") else ""
+        unit = "LC" if r["family"] == "ice40" else "LUT4"
+        lines.append(
+            f"| {r['design']} | {r['board']} | {r['arch']}, {r['lanes']} lane"
+            f"{'s' if r['lanes'] > 1 else ''} | {r['sops_per_inference']:,.0f} | "
+            f"{r['cycles_per_inference']:,.0f} | {r['fmax_mhz']:.1f} MHz | "
+            f"{r['cells']:,} {unit} | {r['bram_blocks']}{spram} | "
+            f"{r['sop_per_second'] / 1e6:,.1f} | {r['sop_per_second_per_cell']:,.0f} | "
+            f"{r['times_tinyodin']:.1f} |")
+    return lines
+
+
+def serial_md(path: Path) -> list[str]:
+    """The section on the layer-serial processor's board designs, from the figures
+    ``benchmarks/serial_sops.py`` recorded (its own run, not this one: marked so)."""
+    if not path.is_file():
+        return []
+    s = json.loads(path.read_text())
+    return ["## Layer-serial processor: SOP/s per logic cell (recorded)", "",
+            f"Measured by `{s['command']}` on {s['when']} ({s['cpus']} CPUs, shared), not "
+            f"by the run above; figures in `{FIGURES}/{SERIAL_JSON}`. Whole board designs "
+            "built by `hwsnn build` (host link included). SOPs are the golden model's "
+            "(spike × fan-out; a group neuron's count c is c spikes) on the images the "
+            "build's latency is measured on; the time of an inference is the build's "
+            "cycles (the processor's ideal cycles, which Verilator matches within 1 %: "
+            "docs/serial.md) at its post-route Fmax. tinyODIN in the same flow: "
+            f"{TINYODIN_SOP_PER_CELL['ice40']:,.0f} SOP/s per logic cell (UP5K), "
+            f"{TINYODIN_SOP_PER_CELL['ecp5']:,.0f} per LUT4 (ECP5-85F); issue 19 asks "
+            "for 20×.", "", *serial_table(s["rows"]), ""]
+
+
 def _scale_md(path: Path) -> list[str]:
     """The section on simulation speed, whole-split regressions and Dask, from the figures
     ``benchmarks/scale.py`` recorded (its own run, not this one: marked so)."""
@@ -1087,6 +1131,7 @@ def markdown(r: dict, scale_path: Path | None = None) -> str:
                Path(__file__).resolve().parents[2] / FIGURES)
     lines += _scale_md(scale_path or figures / SCALE_JSON)
     lines += cos_md(figures / COS_JSON)
+    lines += serial_md(figures / SERIAL_JSON)
     return "\n".join(lines)
 
 

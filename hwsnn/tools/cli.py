@@ -432,9 +432,50 @@ _SIM_SERIAL_ONLY = (("waves", "--waves"), ("verilog", "--verilog"), ("lanes", "-
                     ("stop_at_divergence", "--stop-at-divergence"))
 
 
+def _sim_serial(args) -> int:
+    """``hwsnn sim DIR --arch serial``: the layer-serial processor in one run."""
+    from ..errors import ParameterError
+    from ..sim.serial import simulate_serial_directory
+    extra = [flag for name, flag in _SIM_SERIAL_ONLY + (("workers", "--workers"),
+                                                        ("scheduler", "--scheduler"))
+             if name != "lanes" and getattr(args, name)]
+    if len(args.directory) > 1 or extra or args.bench != "free" or args.samples == "all":
+        raise ParameterError("--arch serial simulates one design in one run on the "
+                             "free-running bench: one DIR, a number of --samples, no "
+                             + ", ".join(extra or ["--workers", "--bench edge"]))
+    if args.simulator not in ("verilator", "icarus"):
+        raise ParameterError(f"--arch serial runs on verilator or icarus, not "
+                             f"{args.simulator}")
+    lanes = None
+    if args.lanes is not None:
+        try:
+            lanes = int(args.lanes)
+        except ValueError:
+            raise ParameterError(f"--lanes {args.lanes!r}: the layer-serial processor has "
+                                 "one lane count (e.g. --lanes 4)") from None
+    r = simulate_serial_directory(args.directory[0], lanes=lanes, samples=args.samples,
+                                  offset=args.offset, data_path=args.data,
+                                  simulator=args.simulator, stall=args.stall, seed=args.seed,
+                                  progress=not args.json)
+    plan = r["plan"]
+    lines = [f"{r['simulator']}: {r['samples']} samples of {r['design']} ({r['data']}) on the "
+             f"layer-serial processor, {plan['lanes']} lanes"]
+    if r["exact"]:
+        lines.append("  bit-exact: every readout value and class match the golden model")
+    else:
+        lines.append(f"  NOT bit-exact: {r['mismatches']} of {r['samples']} samples differ")
+        lines.append(f"  first divergence: {r['first_divergence']}")
+    lines.append(f"  busy cycles per inference {r['busy_cycles_per_sample']:.0f}, ideal "
+                 f"{r['ideal_cycles_per_sample']:.0f} (ratio {r['cycle_ratio']:.3f})")
+    _emit(args, r, "\n".join(lines))
+    return 0 if r["exact"] else 1
+
+
 def cmd_sim(args) -> int:
     from ..errors import ParameterError
     from ..sim.run import simulate
+    if args.arch == "serial":
+        return _sim_serial(args)
     dirs = args.directory
     for d in dirs:
         _check_sim_outputs(d)
@@ -559,9 +600,10 @@ def cmd_build(args) -> int:
              f"  architecture {r['arch']}: {r['arch_reason']}"]
     lines += _resource_lines(r["resources"], r["estimated"])
     for st in r["stores"]:
-        lines.append(f"  weights of {st['population']} (from {st['source']}) in SPRAM: "
-                     f"{st['depth']} words of {st['bytes_per_word']} bytes, loaded over the "
-                     "link by 'hwsnn infer' after each power-up")
+        what = (f"the processor's {st['source']}" if r["arch"] == "serial" else
+                f"weights of {st['population']} (from {st['source']})")
+        lines.append(f"  {what} in SPRAM: {st['depth']} words of {st['bytes_per_word']} "
+                     "bytes, loaded over the link by 'hwsnn infer' after each power-up")
     if not r["estimated"]:
         pll = r["pll"]
         lines += [f"  Fmax {r['fmax_mhz']:.1f} MHz post-route, clock {r['clock_mhz']:g} MHz "
@@ -912,7 +954,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top", help="the design in DIR/rtl to run, when there are several "
                    "(with --verilog: the module in FILE to run)")
     s.add_argument("--lanes", help="regenerate the design with these lanes first: one count "
-                   "for every engine, or per population (fc1=8,fc2=1)")
+                   "for every engine, or per population (fc1=8,fc2=1); with --arch serial, "
+                   "the processor's lanes")
     s.add_argument("--stall", type=float, default=0.0,
                    help="fraction of cycles the bench withholds pixels and readout ready")
     s.add_argument("--seed", type=int, default=0, help="seed of the stalls")
@@ -927,6 +970,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stop-at-divergence", action="store_true", help="stop at the first event "
                    "that differs from the golden model's (needs the debug taps); the counts "
                    "then cover the samples up to there")
+    s.add_argument("--arch", choices=("dataflow", "serial"), default="dataflow",
+                   help="dataflow (default): DIR's Verilog; serial: the layer-serial "
+                   "processor (docs/serial.md) of DIR's serial build, or with --lanes P a "
+                   "plan of P lanes")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_sim)
 

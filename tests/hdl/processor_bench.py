@@ -16,9 +16,11 @@ from .stream_bench import put, take
 
 
 def run_processor(plan: SerialPlan, codes: torch.Tensor, *, seed: int = 0,
-                  busy: float = 0.3, limit: int = 5_000_000):
-    """(readout values [B, classes], argmax [B], busy cycles [B]) of ``codes``."""
-    dut = SerialProcessor(plan)
+                  busy: float = 0.3, limit: int = 5_000_000, loadable: bool = False):
+    """(readout values [B, classes], argmax [B], busy cycles [B]) of ``codes``. With
+    ``loadable``, the weights are written through the ``load`` port first, byte by byte
+    with random gaps, the words in a random order."""
+    dut = SerialProcessor(plan.with_loadable(True) if loadable else plan)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     rng = random.Random(seed)
@@ -26,6 +28,19 @@ def run_processor(plan: SerialPlan, codes: torch.Tensor, *, seed: int = 0,
     values, argmax, cycles = [], [], []
 
     async def feed(ctx):
+        for sel, spec in enumerate(dut.stores):
+            blob, n = spec.encode(), spec.bytes_per_word
+            for addr in rng.sample(range(spec.depth), spec.depth):
+                for byte in range(n):
+                    while rng.random() < busy:
+                        await ctx.tick()
+                    ctx.set(dut.load.en, 1)
+                    ctx.set(dut.load.sel, sel)
+                    ctx.set(dut.load.addr, addr)
+                    ctx.set(dut.load.byte, byte)
+                    ctx.set(dut.load.data, blob[addr * n + byte])
+                    await ctx.tick()
+                    ctx.set(dut.load.en, 0)
         for sample in codes:
             for code in sample.reshape(-1).tolist():
                 await put(ctx, dut.pixels, code, rng, busy)

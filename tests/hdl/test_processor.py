@@ -34,12 +34,12 @@ def _overhead(plan) -> int:
     return total
 
 
-def _check(plan, codes, seed=0, ratio=None):
+def _check(plan, codes, seed=0, ratio=None, loadable=False):
     """Bit for bit against the golden model; the busy cycles at most the ideal plus
     ``_overhead`` (or, given, ``ratio`` × the ideal). (They may be fewer than the ideal:
     the scanners read words while the expander works on earlier events, which the ideal
     counts one after the other.)"""
-    values, argmax, cycles = run_processor(plan, codes, seed=seed)
+    values, argmax, cycles = run_processor(plan, codes, seed=seed, loadable=loadable)
     ref = golden.run(plan.net, codes, lanes=plan.lanes)
     assert torch.equal(values, ref.readout)
     assert torch.equal(argmax, ref.predictions)
@@ -77,6 +77,24 @@ def test_random_networks(seed, method):
     lanes = rng.choice([1, 2, 4, 8])
     plan = SerialPlan(net, lanes=lanes, keep_current=False)
     _check(plan, random_codes(rng, net, 2), seed=seed)
+
+
+@pytest.mark.parametrize("model,method,lanes,membrane_words", [
+    ("digits-mlp", "gn", 4, None), ("digits-cnn", "ilif", 2, 64)])
+def test_weights_loaded_at_run_time(bundled_graph, digits_test, model, method, lanes,
+                                    membrane_words):
+    """Weights in run-time stores (SPRAM on a UP5K), written through ``load`` in a random
+    order before the first sample: bit for bit as with the weights in block RAM."""
+    kw = {"group_size": 4} if method == "gn" else {}
+    net = quantize(convert(bundled_graph(model), method=method, timesteps=2, progress=False,
+                           **kw))
+    plan = SerialPlan(net, lanes=lanes, membrane_words=membrane_words, keep_current=False)
+    dut = SerialProcessor(plan.with_loadable(True))
+    assert not SerialProcessor(plan).stores
+    assert [s.depth for s in dut.stores] == [-(-(len(plan.memory_words("weights")) + 1) // 2),
+                                             (len(plan.memory_words("weights")) + 1) // 2]
+    x, _ = digits_test
+    _check(plan, golden.encode(net, x[:2]), seed=lanes, loadable=True)
 
 
 def test_what_it_does_not_run_yet_is_refused_by_name(bundled_graph):

@@ -11,8 +11,9 @@ from amaranth.sim import Simulator
 from hwsnn.hdl.store import WeightStore
 
 # (depth, width): one tile; several 16-bit columns with a partial top byte; an odd width
-# of one byte; two rows of 16384 words (the row chosen a cycle after the address).
-SHAPES = [(5, 8), (37, 20), (12, 5), (16384 + 9, 12)]
+# of one byte; two rows of 16384 words (the row chosen a cycle after the address); words
+# of a byte or less, two a location: an odd depth, and two rows of 32768 words.
+SHAPES = [(5, 8), (37, 20), (12, 5), (16384 + 9, 12), (2 * 16384 + 9, 8), (9, 3)]
 SEEDS = [1, 2, 3]
 
 
@@ -74,6 +75,8 @@ def test_byte_writes_then_reads(seed, depth, width):
     addrs = sorted({0, depth - 1, *(rng.randrange(depth) for _ in range(6))})
     if depth > 16384:
         addrs += [16383, 16384]
+    if depth > 32768:
+        addrs += [32766, 32767, 32768, 32769]
     bad, reads = _check(depth, width, rng, 1500, 0.5, addrs)
     assert reads > 500
     assert not bad, bad[:5]
