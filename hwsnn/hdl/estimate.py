@@ -427,8 +427,8 @@ def estimate(plan: NetworkPlan, device) -> Estimate:
 # P = 16 placed on the ECP5-85F), iCE40 logic cells as 1.12 LUT4s, ECP5 as LUT4s and two
 # per carry; the ECP5 figure errs high (it is 0.92 to 1.35 of those designs). The iCE40
 # constant was lowered to the two whole board designs placed on the UP5K at P = 2 (the
-# digits MLP: 4,313 cells placed; the real MNIST CNN with SPRAM weights: 4,859), which it
-# still overestimates (by 1.11 and 1.00). Flip-flops likewise, per lane and weight or
+# digits MLP: 4,313 cells placed; the real MNIST CNN with SPRAM weights: 4,870): 1.11 and
+# 1.00 of them. Flip-flops likewise, per lane and weight or
 # membrane bit. DSPs: the expander's products (4 on the UP5K for the MNIST CNN's 10×10
 # stride-2 kernels; 6 on the ECP5 for the CIFAR CNN).
 SERIAL_LOGIC = {"ice40": {"base": 2700.0, "lane_bit": 9.0},
