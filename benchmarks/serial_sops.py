@@ -14,7 +14,10 @@ LUT4s ≈ 6,290.
 
     hwsnn convert mnist-cnn -o build/mnist-cnn --weight-bits 4 --timesteps 1
     hwsnn build build/mnist-cnn --board icebreaker
-    .venv/bin/python benchmarks/serial_sops.py build/mnist-cnn:icebreaker build/cifar --record
+    python -c "from hwsnn.snn.random_nets import small_cifar_qnet as q; q().save('build/cifar')"
+    hwsnn build build/cifar --board ulx3s-85f
+    .venv/bin/python benchmarks/serial_sops.py "build/mnist-cnn:icebreaker=MNIST CNN" \
+        "build/cifar:ulx3s-85f=small CIFAR CNN" --record
 
 ``--record`` keeps the figures in benchmarks/figures/serial_sops.json, from which
 ``hwsnn bench`` renders BENCHMARKS.md's section on them.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -72,18 +76,20 @@ def measure(directory: Path, board: str | None, name: str | None = None) -> dict
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("builds", nargs="+", help="DIR or DIR:BOARD")
+    ap.add_argument("builds", nargs="+", help="DIR, DIR:BOARD or DIR:BOARD=NAME (the name "
+                    "the table gives the design)")
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--record", action="store_true",
                     help=f"keep the figures in benchmarks/{Path(FIGURES).name}/{SERIAL_JSON} "
                          "for BENCHMARKS.md")
     args = ap.parse_args(argv)
-    command = "python benchmarks/serial_sops.py " + " ".join(
-        a for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python benchmarks/serial_sops.py " + shlex.join(
+        argv if argv is not None else sys.argv[1:])
     rows = []
     for item in args.builds:
+        item, _, name = item.partition("=")
         directory, _, board = item.partition(":")
-        rows.append(measure(Path(directory), board or None))
+        rows.append(measure(Path(directory), board or None, name or None))
     print("\n".join(serial_table(rows)))
     for r in rows:
         if r["times_tinyodin"] < TARGET:
