@@ -163,6 +163,8 @@ def simulate_serial_directory(directory, *, lanes: int | None = None, samples: i
     codes, what = latency_codes(plan.net, data_path)
     if not 0 <= offset < len(codes):
         raise ParameterError(f"--offset {offset}: the test data has {len(codes)} samples")
+    if samples < 1:
+        raise ParameterError(f"--samples must be a positive integer, not {samples}")
     codes = codes[offset:offset + samples]
     r = simulate_serial(plan, codes, Path(directory) / "sim" / f"serial-{simulator}",
                         simulator=simulator, stall=stall, seed=seed, progress=progress)
