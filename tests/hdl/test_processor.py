@@ -89,10 +89,9 @@ def test_weights_loaded_at_run_time(bundled_graph, digits_test, model, method, l
     net = quantize(convert(bundled_graph(model), method=method, timesteps=2, progress=False,
                            **kw))
     plan = SerialPlan(net, lanes=lanes, membrane_words=membrane_words, keep_current=False)
-    dut = SerialProcessor(plan.with_loadable(True))
-    assert not SerialProcessor(plan).stores
-    assert [s.depth for s in dut.stores] == [-(-(len(plan.memory_words("weights")) + 1) // 2),
-                                             (len(plan.memory_words("weights")) + 1) // 2]
+    assert not plan.stores
+    words = len(plan.memory_words("weights")) + 1
+    assert [s.depth for s in plan.with_loadable(True).stores] == [-(-words // 2), words // 2]
     x, _ = digits_test
     _check(plan, golden.encode(net, x[:2]), seed=lanes, loadable=True)
 
