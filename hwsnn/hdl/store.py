@@ -11,8 +11,8 @@ location (word a in byte lane a mod 2 of location a // 2), so that they fill the
 Reads take one cycle, like the ROMs they replace (``r.addr`` → ``r.data`` a cycle
 later). Writes come a byte at a time: byte ``b`` of word ``a`` is bits ``8b .. 8b+7`` of
 the word, written with the tile's nibble mask, so that a word's bytes can arrive one by
-one from the UART. Reads and writes share the one
-address port: nothing reads a store while it is being loaded (the engines are idle).
+one from the UART. Reads and writes share the one address port: nothing reads a store
+while it is being loaded (the engines are idle).
 
 On an iCE40 UP platform (or with ``primitive=True``) every tile is an ``SB_SPRAM256KA``;
 elsewhere (simulation, other families) a behavioural memory of the same behaviour.
