@@ -18,11 +18,8 @@ both on their board (minutes each) for logic, block RAMs and Fmax.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from hwsnn import boards
@@ -30,7 +27,16 @@ from hwsnn.hdl.estimate import estimate
 from hwsnn.hdl.plan import NetworkPlan
 from hwsnn.snn import golden
 from hwsnn.snn.qnet import load
-from hwsnn.tools.bench import COS_JSON, FIGURES, Design, _graph, board_build, cos_table, simulation
+from hwsnn.tools.bench import (
+    COS_JSON,
+    FIGURES,
+    Design,
+    _graph,
+    board_build,
+    cos_table,
+    record_figures,
+    simulation,
+)
 
 # (model, lanes, board)
 TARGETS = (("digits-mlp", 1, "icebreaker"), ("digits-cnn", 16, "ulx3s-85f"))
@@ -91,15 +97,7 @@ def main(argv=None) -> int:
                       f"{', building' if args.build else ''}…", file=sys.stderr, flush=True)
                 rows.append(measure(model, lanes, board, method, args, Path(tmp)))
     print("\n".join(cos_table(rows)))
-    doc = {"command": command.strip(), "when": time.strftime("%Y-%m-%d %H:%M UTC",
-                                                             time.gmtime()),
-           "cpus": len(os.sched_getaffinity(0)), "rows": rows}
-    paths = [args.json] if args.json else []
-    if args.record:
-        paths.append(Path(__file__).resolve().parents[1] / FIGURES / COS_JSON)
-    for path in paths:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(doc, indent=1) + "\n")
+    record_figures(rows, command, COS_JSON, json_path=args.json, record=args.record)
     return 0 if all(r["exact"] for r in rows) else 1
 
 

@@ -27,16 +27,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
-import time
 from pathlib import Path
 
 from hwsnn.flow.build import latency_codes
 from hwsnn.snn import golden
 from hwsnn.snn.qnet import load
-from hwsnn.tools.bench import FIGURES, SERIAL_JSON, TINYODIN_SOP_PER_CELL, serial_table
+from hwsnn.tools.bench import (
+    FIGURES,
+    SERIAL_JSON,
+    TINYODIN_SOP_PER_CELL,
+    record_figures,
+    serial_table,
+)
 
 TARGET = 20.0  # issue 19: at least 20× tinyODIN's
 
@@ -95,15 +99,7 @@ def main(argv=None) -> int:
         if r["times_tinyodin"] < TARGET:
             print(f"below the {TARGET:g}× target: {r['design']} on {r['board']} "
                   f"({r['times_tinyodin']:.1f}×)", file=sys.stderr)
-    doc = {"command": command.strip(), "when": time.strftime("%Y-%m-%d %H:%M UTC",
-                                                             time.gmtime()),
-           "cpus": len(os.sched_getaffinity(0)), "rows": rows}
-    paths = [args.json] if args.json else []
-    if args.record:
-        paths.append(Path(__file__).resolve().parents[1] / FIGURES / SERIAL_JSON)
-    for path in paths:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(doc, indent=1) + "\n")
+    record_figures(rows, command, SERIAL_JSON, json_path=args.json, record=args.record)
     return 0
 
 

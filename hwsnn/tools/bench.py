@@ -522,21 +522,47 @@ def cos_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def cos_md(path: Path) -> list[str]:
-    """The section on offset-spike calibration in hardware, from the figures
-    ``benchmarks/cos_hardware.py`` recorded (its own run, not this one: marked so)."""
+def _recorded_md(path: Path, title: str, about: str, table) -> list[str]:
+    """A section rendered from the figures a benchmark script recorded at ``path`` (its
+    own run, not this one: marked so): ``title``, who measured it, ``about`` and
+    ``table(rows)``; none without the file."""
     if not path.is_file():
         return []
     s = json.loads(path.read_text())
-    return ["## Offset-spike calibration in hardware (recorded)", "",
+    return [f"## {title} (recorded)", "",
             f"Measured by `{s['command']}` on {s['when']} ({s['cpus']} CPUs, shared), not "
-            f"by the run above; figures in `{FIGURES}/{COS_JSON}`. Accuracy is the golden "
-            "model's (which the design matches) on the whole test split; memory and the "
-            "estimate are what the fit check counts (every weight in block RAM; where they "
-            "are more than the board has, the build moves the largest to SPRAM: `--weights "
-            "auto`); the ρ pre-simulation steps run in the engines before the T steps "
-            "(docs/hardware.md).", "",
-            *cos_table(s["rows"]), ""]
+            f"by the run above; figures in `{FIGURES}/{path.name}`. {about}", "",
+            *table(s["rows"]), ""]
+
+
+def record_figures(rows: list[dict], command: str, name: str, *, json_path=None,
+                   record: bool = False) -> dict:
+    """What a benchmark script measured (``rows``, by ``command``), written to
+    ``json_path`` and, with ``record``, to ``benchmarks/figures/NAME`` (which BENCHMARKS.md
+    renders); returns the document."""
+    import os
+    doc = {"command": command.strip(), "when": time.strftime("%Y-%m-%d %H:%M UTC",
+                                                             time.gmtime()),
+           "cpus": len(os.sched_getaffinity(0)), "rows": rows}
+    paths = [Path(json_path)] if json_path else []
+    if record:
+        paths.append(Path(__file__).resolve().parents[2] / FIGURES / name)
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc, indent=1) + "\n")
+    return doc
+
+
+def cos_md(path: Path) -> list[str]:
+    """The section on offset-spike calibration in hardware, from the figures
+    ``benchmarks/cos_hardware.py`` recorded."""
+    return _recorded_md(
+        path, "Offset-spike calibration in hardware",
+        "Accuracy is the golden model's (which the design matches) on the whole test split; "
+        "memory and the estimate are what the fit check counts (every weight in block RAM; "
+        "where they are more than the board has, the build moves the largest to SPRAM: "
+        "`--weights auto`); the ρ pre-simulation steps run in the engines before the T steps "
+        "(docs/hardware.md).", cos_table)
 
 
 SERIAL_JSON = "serial_sops.json"  # written by benchmarks/serial_sops.py
@@ -566,21 +592,17 @@ def serial_table(rows: list[dict]) -> list[str]:
 
 def serial_md(path: Path) -> list[str]:
     """The section on the layer-serial processor's board designs, from the figures
-    ``benchmarks/serial_sops.py`` recorded (its own run, not this one: marked so)."""
-    if not path.is_file():
-        return []
-    s = json.loads(path.read_text())
-    return ["## Layer-serial processor: SOP/s per logic cell (recorded)", "",
-            f"Measured by `{s['command']}` on {s['when']} ({s['cpus']} CPUs, shared), not "
-            f"by the run above; figures in `{FIGURES}/{SERIAL_JSON}`. Whole board designs "
-            "built by `hwsnn build` (host link included). SOPs are the golden model's "
-            "(spike × fan-out; a group neuron's count c is c spikes) on the images the "
-            "build's latency is measured on; the time of an inference is the build's "
-            "cycles (the processor's ideal cycles, which Verilator matches within 1 %: "
-            "docs/serial.md) at its post-route Fmax. tinyODIN in the same flow: "
-            f"{TINYODIN_SOP_PER_CELL['ice40']:,.0f} SOP/s per logic cell (UP5K), "
-            f"{TINYODIN_SOP_PER_CELL['ecp5']:,.0f} per LUT4 (ECP5-85F); issue 19 asks "
-            "for 20×.", "", *serial_table(s["rows"]), ""]
+    ``benchmarks/serial_sops.py`` recorded."""
+    return _recorded_md(
+        path, "Layer-serial processor: SOP/s per logic cell",
+        "Whole board designs built by `hwsnn build` (host link included). SOPs are the "
+        "golden model's (spike × fan-out; a group neuron's count c is c spikes) on the "
+        "images the build's latency is measured on; the time of an inference is the build's "
+        "cycles (the processor's ideal cycles, which Verilator matches within 1 %: "
+        "docs/serial.md) at its post-route Fmax. tinyODIN in the same flow: "
+        f"{TINYODIN_SOP_PER_CELL['ice40']:,.0f} SOP/s per logic cell (UP5K), "
+        f"{TINYODIN_SOP_PER_CELL['ecp5']:,.0f} per LUT4 (ECP5-85F); issue 19 asks for 20×.",
+        serial_table)
 
 
 def _scale_md(path: Path) -> list[str]:
