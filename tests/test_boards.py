@@ -493,6 +493,9 @@ def test_real_mnist_cnn_builds_for_icebreaker_on_the_serial_processor(tmp_path, 
     assert r["arch"] == "serial" and r["arch_reason"].startswith(
         "the dataflow design does not fit (estimate: block RAMs")
     assert r["serial"]["weights"] == "spram" and len(r["stores"]) == 2
+    # (4 lanes: each lane's product on a DSP block, 8 on the UP5K with the expander's)
+    assert r["serial"]["lanes"] == 4
+    assert r["resources"]["dsps"]["used"] <= r["estimated_resources"]["dsps"]["used"] <= 8
     assert r["load_bytes"] >= 214_344 * 4 // 8  # every weight, 4 bits each
     assert r["bitstream"] and Path(r["bitstream"]).stat().st_size > 100_000
     assert r["meets_clock"] and r["fmax_mhz"] > r["clock_mhz"] == 12.0

@@ -422,18 +422,16 @@ def estimate(plan: NetworkPlan, device) -> Estimate:
 # -- the layer-serial processor (hdl.processor) -------------------------------------------
 # Logic: a constant (control, scanners, expander, readout) and, per lane, a part per bit of
 # the weight funnel (weight bits × log2 P: a field shifted by up to P fields) and per
-# membrane bit (term, forwarding, sum, rule). Rough: fitted to five synthesized processors
-# (the digits MLP and CNN at P = 4 on iCE40, 8 and 16 on ECP5, the small CIFAR CNN at
-# P = 16 placed on the ECP5-85F), iCE40 logic cells as 1.12 LUT4s, ECP5 as LUT4s and two
-# per carry; the ECP5 figure errs high (it is 0.92 to 1.35 of those designs). The iCE40
-# constant was lowered to the two whole board designs placed on the UP5K at P = 2 (the
-# digits MLP: 4,313 cells placed; the real MNIST CNN with SPRAM weights: 4,870): 1.11 and
-# 1.00 of them. Flip-flops likewise, per lane and weight or
-# membrane bit. DSPs: the expander's products (4 on the UP5K for the MNIST CNN's 10×10
-# stride-2 kernels; 6 on the ECP5 for the CIFAR CNN).
-SERIAL_LOGIC = {"ice40": {"base": 2700.0, "lane_bit": 9.0},
-                "ecp5": {"base": 3580.0, "lane_bit": 12.2}}
-SERIAL_FFS = {"base": 1100.0, "lane_bit": 8.45}
+# membrane bit (forwarding, the sum, the rule; the term's product is a DSP block). Rough:
+# fitted to this RTL's whole board designs, iCE40 logic cells as placed (the real MNIST CNN
+# with SPRAM weights on the UP5K at P = 2 and 4: 4,374 and 4,900 cells), ECP5 LUT4s as
+# synthesized, two per carry (the small CIFAR CNN at P = 16 and 32: 12,306 and 22,169).
+# Flip-flops likewise, per lane and weight or membrane bit. DSPs: the expander's products
+# (4 on the UP5K for the MNIST CNN's 10×10 stride-2 kernels; 6 on the ECP5 for the CIFAR
+# CNN), and one per lane.
+SERIAL_LOGIC = {"ice40": {"base": 2180.0, "lane_bit": 9.7},
+                "ecp5": {"base": 3890.0, "lane_bit": 8.6}}
+SERIAL_FFS = {"base": 1000.0, "lane_bit": 5.0}
 SERIAL_DSPS = {"ice40": 4, "ecp5": 6}
 
 
@@ -453,26 +451,18 @@ def serial_memories(plan) -> list[MemoryUse]:
                           P * plan.bias_bits, rom=True))
     mems.append(MemoryUse("processor", "membranes", max(1, plan.memories["membranes"][1]),
                           P * vbits, collisions="undefined"))
+    # (a plane field's bits above the widest count are always zero: Yosys drops them)
+    from .serial import count_bits
+    live = min(plan.plane_bits, max(count_bits(p) for p in net.populations))
     mems.append(MemoryUse("processor", "planes", max(1, plan.memories["planes"][1]),
-                          P * plan.plane_bits))
+                          P * live))
     mems.append(MemoryUse("processor", "pixels", math.prod(net.input.shape), PIXEL_BITS))
     mems.append(MemoryUse("processor", "program", plan.memories["program"][1], 32, rom=True))
-    # (the readout queue: a lane group's values and its group number an entry)
-    groups = max(-(-d // P) for d in _serial_channels(plan))
-    mems.append(MemoryUse("processor", "readout queue",
-                          serial_readout_depth(net.output.size, P) - 1,
-                          bits_for(groups) + P * vbits))
     mems.append(MemoryUse("link", "pixel banks (2)", 2 * math.prod(net.input.shape),
                           PIXEL_BITS))
     mems.append(MemoryUse("link", "readout values", net.output.size, vbits,
                           collisions="undefined"))
     return mems
-
-
-def serial_readout_depth(classes: int, lanes: int) -> int:
-    """The processor's readout queue (``hdl.processor``): every lane group of the
-    readout, and two."""
-    return max(4, -(-classes // lanes) + 2)
 
 
 def _serial_channels(plan) -> list[int]:
@@ -508,8 +498,9 @@ def estimate_serial(plan, device) -> Estimate:
         ffs += 0 if m.rom else mapped.flip_flops
         if mapped.block:
             blocks += mapped.count
-    # The expander's and scanners' products of event and configuration fields, on DSP
-    # blocks where the device has them (as synthesized).
-    dsps = min(device.dsps, SERIAL_DSPS[fam])
+    # The expander's and scanners' products of event and configuration fields, and each
+    # lane's weight term, on DSP blocks (as synthesized: the fit check refuses a plan
+    # whose lanes the device has too few DSPs for).
+    dsps = SERIAL_DSPS[fam] + P
     return Estimate(fam, round(logic), round(ffs), blocks, mems,
                     {"processor": {"lanes": P}}, spram, dsps)

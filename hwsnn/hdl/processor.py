@@ -2,9 +2,9 @@
 QNet, tile after tile, from the layer program and memory images of a ``SerialPlan``.
 
     pixels ─▶ pixel RAM ─▶ PixelScanner ─┐
-                                          ├─▶ TileExpander ─ops─▶ pipeline ─▶ membranes
-    plane RAM ─────────────▶ PlaneScanner ┘        ▲                 │   └──▶ plane RAM
-    program ROM ─▶ descriptor registers ───────────┘ (control)       └──▶ readout FIFO ─▶ o
+                                          ├─▶ TileExpander ─ops─▶ pipeline ─▶ membranes ─▶ o
+    plane RAM ─────────────▶ PlaneScanner ┘        ▲                 │    (readout values)
+    program ROM ─▶ descriptor registers ───────────┘ (control)       └──▶ plane RAM
 
 A sample: its pixels are written into the pixel RAM; then for every tile of the program
 (``hdl.serial``), the control fetches the tile's descriptor, writes V0 into the tile's
@@ -13,19 +13,21 @@ events (the image's set bits through ``PixelScanner``, or step t's plane of the 
 through ``scanner.PlaneScanner``) to ``tile_expander.TileExpander``, whose operations
 accumulate weight terms into the membranes; then the fire sweep adds the biases and
 applies the neuron rule, one operation per membrane word, writing the counts into step t's
-plane (a readout: after its last step, reporting its values). The pipeline drains before
+plane (a readout: after its last step, its values stay in the membranes, from where the
+``REPORT`` state sends them one beat per class). The pipeline drains before
 and after every sweep, so only accumulations ever meet in flight (forwarded as in the
 dataflow datapath).
 
 The pipeline (an operation is in stage n in the n-th cycle after its issue):
 
 ====  ===========================================================================
-0     weight banks, membrane and bias RAMs addressed
-1     read data registered (the RAMs' own registers); the weight funnel
-2     the weight term: × count, << shift; forwarding hits compared
-3     the sum: membrane (or a newer value in flight) + term, or membrane + bias
+0     weight banks addressed
+1     their words registered (the RAMs' own registers); the weight funnel; count << shift
+2     the weight term: weight × (count << shift), a product per lane; membrane and bias
+      RAMs addressed; forwarding hits against the three accumulations ahead
+3     the sum: membrane (or a newer value in flight) + term, or membrane + bias: one adder
 4     the neuron rule (GN: V − iΘ for i = 1..τ; thermometer; soft reset)
-5     written back: membrane, the counts into the plane RAM, readout values queued
+5     written back: membrane, the counts into the plane RAM
 ====  ===========================================================================
 
 Weights are fields packed P a word, a row starting anywhere (``SerialPlan``): the weight
@@ -44,13 +46,12 @@ import math
 from types import SimpleNamespace
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..errors import ParameterError
 from ..snn.qnet import PIXEL_BITS
 from ..snn.widths import widths
-from .estimate import serial_readout_depth
 from .events import bits_for, const_mul, pixel_signature, readout_signature
 from .network import load_signature
 from .ram import ram, registered_read
@@ -64,7 +65,7 @@ __all__ = ["SerialProcessor", "PixelScanner", "check_supported", "ACC", "SWEEP",
 ACC, SWEEP, INIT = 0, 1, 2  # operation kinds
 DEPTH = 6  # pipeline stages 0..5
 CYCLE_BITS = 48  # the cycle counters' width
-FORWARD = 5  # accumulations ahead whose writes a stage-0 read misses
+FORWARD = 3  # accumulations ahead whose writes a stage-2 membrane read misses
 
 
 def check_supported(plan: SerialPlan) -> None:
@@ -340,7 +341,7 @@ class SerialProcessor(wiring.Component):
             "valid": 1, "kind": 2, "addr": range(max(2, self.mdepth)),
             "field": self.field_bits, "count": self.count_bits, "shift": self.shift_bits,
             "baddr": range(max(2, self.bdepth)), "paddr": range(max(2, self.pdepth)),
-            "group": range(self.max_groups + 1), "fire": range(max(2, self.max_out)),
+            "fire": range(max(2, self.max_out)),
             "first": 1})
         st = [Signal(op_layout, name=f"st{n}") for n in range(DEPTH)]
         m.d.sync += [st[n + 1].eq(st[n]) for n in range(DEPTH - 1)]
@@ -357,7 +358,9 @@ class SerialProcessor(wiring.Component):
                             xscan=xscan, ex=ex, src_valid=src_valid, src_end=src_end,
                             src_ready=src_ready, px_wr=px_wr, st=st, w0_addr=w0_addr,
                             w0_data=w0_data, w1_addr=w1_addr, w1_data=w1_data, b_addr=b_addr,
-                            b_data=b_data, v_addr=v_addr, v_data=v_data, v_wr=v_wr, pl_wr=pl_wr)
+                            b_data=b_data, v_addr=v_addr, v_data=v_data, v_wr=v_wr, pl_wr=pl_wr,
+                            report=Signal(), report_addr=Signal(range(max(2, self.mdepth))),
+                            report_lane=Signal(range(max(2, P))), report_have=Signal())
         self._control(m, w)
         self._pipeline(m, w)
         return m
@@ -383,6 +386,7 @@ class SerialProcessor(wiring.Component):
 
     # -- control ----------------------------------------------------------------------------
     def _control(self, m, w):
+        ns = w  # (``w`` is a word index below)
         (issue, head, head_bits, rec, rec_bits, hw, rw, pc, p_addr, p_data, k, t, groups, g0,
          readout, pscan, xscan, ex, src_valid, src_end, src_ready, px_wr, st) = (
             w.issue, w.head, w.head_bits, w.rec, w.rec_bits, w.hw, w.rw, w.pc, w.p_addr,
@@ -549,11 +553,16 @@ class SerialProcessor(wiring.Component):
             with m.State("SWEEP"):
                 m.d.comb += [issue.valid.eq(1), issue.kind.eq(SWEEP), issue.addr.eq(a),
                              issue.baddr.eq(baddr), issue.paddr.eq(paddr),
-                             issue.group.eq(g0 + gi), issue.fire.eq(f),
+                             issue.fire.eq(f),
                              issue.first.eq(f == 0)]
                 step_walk()
                 with m.If(last_word):
                     m.next = "SWEPT"
+            def report():  # (the last tile's sweep ends the sample's busy cycles)
+                with m.If(head.last):
+                    m.d.sync += busy.eq(0)
+                m.next = "REPORT"
+
             with m.State("SWEPT"):
                 with m.If(~pending):
                     if self.ilif:  # the next output bit, or the tile is done
@@ -561,10 +570,17 @@ class SerialProcessor(wiring.Component):
                             m.d.sync += f.eq(f + 1)
                             start_walk(plane_next)
                             m.next = "SWEEP"
+                        with m.Elif(readout):
+                            report()
                         with m.Else():
                             m.next = "NEXT_STEP"
                     else:
-                        m.next = "NEXT_STEP"
+                        with m.If(readout):
+                            report()
+                        with m.Else():
+                            m.next = "NEXT_STEP"
+            with m.State("REPORT"):
+                self._report(m, ns, head, g0)
             with m.State("NEXT_STEP"):
                 with m.If(last_t):
                     with m.If(head.last):
@@ -577,6 +593,35 @@ class SerialProcessor(wiring.Component):
                     m.d.sync += t.eq(t + 1)
                     m.next = "FEED_SETTLE"
 
+    def _report(self, m, w, head, g0):
+        """The REPORT state: a readout tile's values, which its sweep left in the membrane
+        RAM, read back a word (lane group) at a time and sent one beat per class, the last
+        with the argmax; then ``NEXT_STEP``."""
+        P, n, o = self.plan.lanes, self.classes, self.o
+        lane, have = w.report_lane, w.report_have
+        ra = w.report_addr
+        index = Signal(range(max(2, (self.max_groups + 1) * P)))
+        m.d.comb += [w.report.eq(1), index.eq(((g0 + ra) << self.log_p) | lane)]
+        value = Array(w.v_data[p] for p in range(P))[lane]
+        best_val, best_idx = Signal(signed(self.vbits)), Signal(range(max(2, n)))
+        better = (index == 0) | (value > best_val)
+        m.d.comb += [o.payload.index.eq(index), o.payload.value.eq(value),
+                     o.payload.last.eq(index == n - 1),
+                     o.payload.argmax.eq(Mux(better, index, best_idx))]
+        m.d.sync += have.eq(1)  # (the word at ra is in v_data from the next cycle on)
+        with m.If(have):
+            m.d.comb += o.valid.eq(index < n)
+            with m.If(o.ready | (index >= n)):
+                with m.If(o.valid & better):
+                    m.d.sync += [best_val.eq(value), best_idx.eq(index)]
+                with m.If((index >= n - 1) | ((lane == P - 1) & (ra == head.tile_groups - 1))):
+                    m.d.sync += [lane.eq(0), ra.eq(0), have.eq(0)]
+                    m.next = "NEXT_STEP"
+                with m.Elif(lane == P - 1):
+                    m.d.sync += [lane.eq(0), ra.eq(ra + 1), have.eq(0)]
+                with m.Else():
+                    m.d.sync += lane.eq(lane + 1)
+
     # -- the pipeline -------------------------------------------------------------------------
     def _pipeline(self, m, w):
         (st, head, readout, w0_addr, w0_data, w1_addr, w1_data, b_addr, b_data, v_addr, v_data,
@@ -585,10 +630,10 @@ class SerialProcessor(wiring.Component):
         plan, P, log_p = self.plan, self.plan.lanes, self.log_p
         wbits, B = plan.weight_bits, plan.plane_bits
         s0, s1, s2, s3, s4, s5 = st
-        # Stage 0: addresses. Fields f .. f + P − 1 lie in words f >> log P and the next.
+        # Stage 0: the weights' addresses. Fields f .. f + P − 1 lie in words f >> log P
+        # and the next.
         word = s0.field >> log_p
-        m.d.comb += [w0_addr.eq((word + 1) >> 1), w1_addr.eq(word >> 1), v_addr.eq(s0.addr),
-                     b_addr.eq(s0.baddr)]
+        m.d.comb += [w0_addr.eq((word + 1) >> 1), w1_addr.eq(word >> 1)]
         # Stage 1: the funnel: the low word first, shifted down by the field's lane.
         odd = s1.field >> log_p & 1
         lane = s1.field & (P - 1) if P > 1 else Const(0, 1)
@@ -597,45 +642,39 @@ class SerialProcessor(wiring.Component):
         both = Cat(lo, hi)
         w2 = Signal(data.ArrayLayout(signed(wbits), P), name="w2")
         m.d.sync += w2.eq((both >> (lane * wbits))[:P * wbits])
-        v2, b2 = Signal.like(v_data, name="v2"), Signal.like(b_data, name="b2")
-        m.d.sync += [v2.eq(v_data), b2.eq(b_data)]
-        # Stage 2: the term; forwarding hits against the accumulations ahead.
-        tbits = wbits + self.count_bits + PIXEL_BITS - 1 + self.max_wshift + 1
+        # The multiplier count << shift, one for every lane (shift ≤ 7 + the weight shift).
+        mult2 = Signal(self.count_bits + PIXEL_BITS - 1 + self.max_wshift, name="mult2")
+        m.d.sync += mult2.eq(s1.count << s1.shift)
+        # Stage 2: the term, a product per lane (a DSP block each where the device has
+        # them: the fit check counts them); the membrane and bias words addressed (read
+        # this late, the read misses only the writes of the three operations ahead, whose
+        # hits are compared here).
+        m.d.comb += [v_addr.eq(Mux(w.report, w.report_addr, s2.addr)), b_addr.eq(s2.baddr)]
+        tbits = wbits + len(mult2) + 1
         term3 = Signal(data.ArrayLayout(signed(tbits), P), name="term3")
         for p in range(P):
-            prod = sum(Mux(s2.count[b], w2[p] << b, 0) for b in range(self.count_bits))
-            m.d.sync += term3[p].eq(prod << s2.shift)
-        v3, b3 = Signal.like(v2, name="v3"), Signal.like(b2, name="b3")
-        m.d.sync += [v3.eq(v2), b3.eq(b2)]
+            m.d.sync += term3[p].eq(w2[p] * mult2)
         wide = max(self.vbits, self.cmp_bits) + 1
         val4 = Signal(data.ArrayLayout(signed(wide), P), name="val4")
         res5 = Signal(data.ArrayLayout(signed(self.vbits), P), name="res5")
-        hist = [Signal(data.ArrayLayout(signed(self.vbits), P), name=f"h{n}") for n in (6, 7, 8)]
-        hist_addr = [Signal.like(s0.addr, name=f"ha{n}") for n in (6, 7, 8)]
-        hist_ok = [Signal(name=f"hv{n}") for n in (6, 7, 8)]
-        acc5 = s5.valid & (s5.kind == ACC)
-        m.d.sync += [hist[0].eq(res5), hist_addr[0].eq(s5.addr), hist_ok[0].eq(acc5)]
-        for n in (1, 2):
-            m.d.sync += [hist[n].eq(hist[n - 1]), hist_addr[n].eq(hist_addr[n - 1]),
-                         hist_ok[n].eq(hist_ok[n - 1])]
-        ahead = [(s3.valid & (s3.kind == ACC), s3.addr), (s4.valid & (s4.kind == ACC), s4.addr),
-                 (acc5, s5.addr), (hist_ok[0], hist_addr[0]), (hist_ok[1], hist_addr[1])]
+        res6 = Signal(data.ArrayLayout(signed(self.vbits), P), name="res6")  # (written)
+        m.d.sync += res6.eq(res5)
+        ahead = [(s.valid & (s.kind == ACC), s.addr) for s in (s3, s4, s5)]
         hits = Signal(FORWARD)
         m.d.sync += hits.eq(Cat(*(ok & (addr == s2.addr) for ok, addr in ahead)))
-        # Stage 3: the sum, from the newest value of the address.
-        sources = [val4, res5, hist[0], hist[1], hist[2]]
+        # Stage 3: the sum, from the newest value of the address: one adder, of the term
+        # (an accumulation) or the bias (a sweep; ILIF: B + V0 with the first output bit
+        # only). (A sweep's hits are all clear: no accumulation is in flight then.)
+        sources = [val4, res5, res6]  # (the operations now in stages 4, 5 and 6)
+        no_bias = (~s3.first) if self.ilif else Const(0, 1)
         for p in range(P):
             x = Signal(signed(wide), name=f"x{p}")
-            m.d.comb += x.eq(v3[p])
+            m.d.comb += x.eq(v_data[p])
             for d in reversed(range(FORWARD)):
                 with m.If(hits[d]):
                     m.d.comb += x.eq(sources[d][p])
-            with m.If(s3.kind == ACC):
-                m.d.sync += val4[p].eq(x + term3[p])
-            with m.Elif(~s3.first if self.ilif else Const(0, 1)):
-                m.d.sync += val4[p].eq(v3[p])  # (ILIF: B + V0 with the first output bit)
-            with m.Else():
-                m.d.sync += val4[p].eq(v3[p] + b3[p])
+            addend = Mux(s3.kind == ACC, term3[p], Mux(no_bias, 0, b_data[p]))
+            m.d.sync += val4[p].eq(x + addend)
         # Stage 4: the rule (GN: thermometer of V − iΘ ≥ 0 for i ≤ τ; soft reset).
         theta = head.threshold
         counts5 = Signal(data.ArrayLayout(unsigned(self.count_bits), P), name="counts5")
@@ -670,7 +709,8 @@ class SerialProcessor(wiring.Component):
             with m.Else():
                 m.d.sync += res5[p].eq(kept)
             m.d.sync += counts5[p].eq(count)
-        # Stage 5: write back; the counts into the plane; readout values queued.
+        # Stage 5: write back; the counts into the plane (a readout: its values, reported
+        # from there).
         all_lanes = (1 << P) - 1
         m.d.comb += [v_wr.addr.eq(s5.addr), v_wr.data.eq(res5),
                      v_wr.en.eq(Mux(s5.valid, all_lanes, 0))]
@@ -678,39 +718,6 @@ class SerialProcessor(wiring.Component):
                      pl_wr.data.eq(Cat(*(_field(counts5[p], B)
                                          for p in range(P)))),
                      pl_wr.en.eq(s5.valid & (s5.kind == SWEEP) & ~readout)]
-        self._readout(m, s5, res5, readout)
-
-    def _readout(self, m, s5, res5, readout):
-        """Readout values: one queue entry per lane group, then one beat per class."""
-        P, n = self.plan.lanes, self.classes
-        entry = data.StructLayout({"group": range(self.max_groups + 1),
-                                   "values": data.ArrayLayout(signed(self.vbits), P)})
-        depth = serial_readout_depth(n, P)
-        m.submodules.readout_queue = q = fifo.SyncFIFOBuffered(width=entry.size, depth=depth)
-        push = data.View(entry, q.w_data)
-        m.d.comb += [push.group.eq(s5.group), push.values.eq(res5),
-                     q.w_en.eq(s5.valid & (s5.kind == SWEEP) & readout)]
-        head = data.View(entry, q.r_data)
-        lane = Signal(range(max(2, P)))
-        index = Signal(range(max(2, (self.max_groups + 1) * P)))
-        m.d.comb += index.eq(head.group * P + lane)
-        value = Array(head.values[p] for p in range(P))[lane]
-        best_val = Signal(signed(self.vbits))
-        best_idx = Signal(range(max(2, n)))
-        better = (index == 0) | (value > best_val)
-        o = self.o.payload
-        m.d.comb += [o.index.eq(index), o.value.eq(value), o.last.eq(index == n - 1),
-                     o.argmax.eq(Mux(better, index, best_idx)),
-                     self.o.valid.eq(q.r_rdy & (index < n))]
-        advance = (self.o.valid & self.o.ready) | (q.r_rdy & (index >= n))
-        with m.If(self.o.valid & self.o.ready & better):
-            m.d.sync += [best_val.eq(value), best_idx.eq(index)]
-        with m.If(advance):
-            with m.If(lane == P - 1):
-                m.d.sync += lane.eq(0)
-                m.d.comb += q.r_en.eq(1)
-            with m.Else():
-                m.d.sync += lane.eq(lane + 1)
 
 
 def _field(value, bits: int):
