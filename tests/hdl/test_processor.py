@@ -54,7 +54,10 @@ def _check(plan, codes, seed=0, ratio=None, loadable=False):
     ("digits-mlp", "gn", 4, None, 3), ("digits-mlp", "gn", 1, None, 1),
     ("digits-mlp", "gn", 8, 3, 2), ("digits-mlp", "ilif", 4, None, 2),
     ("digits-mlp", "if-shift", 2, 5, 1), ("digits-cnn", "gn", 4, None, 1),
-    ("digits-cnn", "gn", 8, 64, 1), ("digits-cnn", "ilif", 4, 64, 1)])
+    ("digits-cnn", "gn", 8, 64, 1), ("digits-cnn", "ilif", 4, 64, 1),
+    # (the readout's 10 values in 3 tiles of 2 words of 2 lanes, each tile reporting its
+    # own: the argmax carried across them)
+    ("digits-mlp", "gn", 2, 2, 2)])
 def test_bundled_designs(bundled_graph, digits_test, model, method, lanes, membrane_words,
                          samples):
     kw = {"group_size": 4} if method == "gn" else {}
