@@ -465,12 +465,6 @@ def serial_memories(plan) -> list[MemoryUse]:
     return mems
 
 
-def _serial_channels(plan) -> list[int]:
-    """Channels of the image and of every population (a vector's: its size)."""
-    shapes = [tuple(plan.net.input.shape)] + [tuple(p.shape) for p in plan.net.populations]
-    return [s[0] if len(s) == 3 else math.prod(s) for s in shapes]
-
-
 def estimate_serial(plan, device) -> Estimate:
     """Logic, flip-flops, block RAMs and DSPs of the layer-serial processor of ``plan`` (a
     ``hdl.serial.SerialPlan``) and its host link on ``device``; with the plan's

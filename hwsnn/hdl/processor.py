@@ -386,7 +386,6 @@ class SerialProcessor(wiring.Component):
 
     # -- control ----------------------------------------------------------------------------
     def _control(self, m, w):
-        ns = w  # (``w`` is a word index below)
         (issue, head, head_bits, rec, rec_bits, hw, rw, pc, p_addr, p_data, k, t, groups, g0,
          readout, pscan, xscan, ex, src_valid, src_end, src_ready, px_wr, st) = (
             w.issue, w.head, w.head_bits, w.rec, w.rec_bits, w.hw, w.rw, w.pc, w.p_addr,
@@ -475,9 +474,9 @@ class SerialProcessor(wiring.Component):
                     m.d.sync += [pc.eq(pc + 1), fetched.eq(fetched + 1)]
                 with m.If(arrived != fetched):  # the word read last cycle
                     m.d.sync += arrived.eq(arrived + 1)
-                    for w in range(hw):
-                        with m.If(arrived == w):
-                            m.d.sync += head_bits[w * PROGRAM_WIDTH:(w + 1) * PROGRAM_WIDTH] \
+                    for i in range(hw):
+                        with m.If(arrived == i):
+                            m.d.sync += head_bits[i * PROGRAM_WIDTH:(i + 1) * PROGRAM_WIDTH] \
                                 .eq(p_data)
                     with m.If(arrived == hw - 1):  # the header is in next cycle
                         m.next = "RECORDS"
@@ -493,9 +492,9 @@ class SerialProcessor(wiring.Component):
                 with m.If(arrived != fetched):
                     m.d.sync += arrived.eq(arrived + 1)
                     for r, bits in enumerate(rec_bits):
-                        for w in range(rw):
-                            with m.If(arrived == hw + r * rw + w):
-                                m.d.sync += bits[w * PROGRAM_WIDTH:(w + 1) * PROGRAM_WIDTH] \
+                        for i in range(rw):
+                            with m.If(arrived == hw + r * rw + i):
+                                m.d.sync += bits[i * PROGRAM_WIDTH:(i + 1) * PROGRAM_WIDTH] \
                                     .eq(p_data)
                 with m.Elif(fetched == want):
                     m.next = "SETUP"
@@ -580,7 +579,7 @@ class SerialProcessor(wiring.Component):
                         with m.Else():
                             m.next = "NEXT_STEP"
             with m.State("REPORT"):
-                self._report(m, ns, head, g0)
+                self._report(m, w, head, g0)
             with m.State("NEXT_STEP"):
                 with m.If(last_t):
                     with m.If(head.last):
