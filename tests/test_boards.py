@@ -7,7 +7,7 @@ import pytest
 
 from hwsnn import boards
 from hwsnn.errors import HwsnnError, ParameterError
-from hwsnn.flow.build import FitError, build, fit_check
+from hwsnn.flow.build import FitError, build, fit_check, untimed_block_paths
 from hwsnn.flow.pll import pll_setting
 from hwsnn.hdl.estimate import blocks_for, memories
 from hwsnn.hdl.plan import EnginePlan
@@ -476,6 +476,23 @@ def test_auto_takes_the_serial_processor_when_the_dataflow_design_does_not_fit(t
         build(tmp_path / "cifar", boards.get("icebreaker"), check_only=True)
 
 
+def test_untimed_block_paths_from_the_nextpnr_report():
+    """nextpnr-ice40 splits a path through a combinational SB_MAC16 into two cross-domain
+    paths of the constant net its clock pin is tied to: the worst of each is reported; the
+    design clock's own paths, the constant clock's and the asynchronous ones are not."""
+    def path(src, dst, *delays):
+        return {"from": src, "to": dst, "path": [{"delay": d} for d in delays]}
+
+    gnd, clk = "posedge $PACKER_GND_NET_$glb_clk", "posedge cd_sync.clk"
+    pnr = {"critical_paths": [path(clk, clk, 20.0, 20.5), path(gnd, gnd, 3.9),
+                              path("<async>", clk, 6.0), path(clk, "<async>", 12.0),
+                              path(clk, gnd, 10.0, 3.9), path(clk, gnd, 2.0),
+                              path(gnd, clk, 0.1, 5.8), path("<async>", gnd, 30.0)]}
+    assert untimed_block_paths(pnr) == {"into_ns": 13.9, "out_of_ns": 5.9}
+    assert untimed_block_paths({"critical_paths": [path(clk, clk, 20.0)]}) is None
+    assert untimed_block_paths({}) is None
+
+
 def test_real_mnist_cnn_builds_for_icebreaker_on_the_serial_processor(tmp_path, capsys):
     """Issue 19: the real MNIST CNN (4-bit weights, GN τ=4, T=1) on the iCEBreaker. Its
     dataflow design needs hundreds of block RAMs; ``--arch auto`` takes the layer-serial
@@ -499,6 +516,12 @@ def test_real_mnist_cnn_builds_for_icebreaker_on_the_serial_processor(tmp_path, 
     assert r["load_bytes"] >= 214_344 * 4 // 8  # every weight, 4 bits each
     assert r["bitstream"] and Path(r["bitstream"]).stat().st_size > 100_000
     assert r["meets_clock"] and r["fmax_mhz"] > r["clock_mhz"] == 12.0
+    # (its products are combinational SB_MAC16s: the paths through them, which nextpnr
+    # leaves out of the Fmax, are reported beside it)
+    untimed = r["untimed_block_paths"]
+    assert untimed["into_ns"] > 0 and untimed["out_of_ns"] > 0
+    assert untimed["left_ns_at_fmax"] == pytest.approx(
+        1e3 / r["fmax_mhz"] - untimed["into_ns"] - untimed["out_of_ns"], abs=0.02)
     est, placed = r["estimated_resources"], r["resources"]
     assert est["spram_blocks"]["used"] == placed["spram_blocks"]["used"] == 4
     # (Yosys trims a few always-zero bits the estimate counts: 26 blocks placed for 28)

@@ -559,6 +559,11 @@ def build(directory, board, *, lanes: int | dict[str, int] | str | None = None,
         # What a clock at the achieved Fmax would give (--clock auto comes close).
         "latency_us_at_fmax": cycles["latency"] / fmax if fmax > 0 else None,
     })
+    untimed = untimed_block_paths(json.loads((out / f"{NAME}.report.json").read_text()))
+    if untimed is not None and fmax > 0:  # (the time the blocks themselves have at Fmax)
+        untimed["left_ns_at_fmax"] = round(1e3 / fmax - untimed["into_ns"]
+                                           - untimed["out_of_ns"], 2)
+    report["untimed_block_paths"] = untimed
     report["estimated_resources"] = fit["resources"]  # the fit check's, for comparison
     report["resources"] = _post_route_resources(util, fit["resources"], board,
                                                 placed_flip_flops(out, board.device.family))
@@ -666,6 +671,26 @@ def _run_tools_once(network: NetworkPlan, board, baud, setting, out, seed, env, 
     fmax = min((float(v["achieved"]) for v in pnr.get("fmax", {}).values()),
                default=float("nan"))
     return util, fmax, mapper
+
+
+def untimed_block_paths(pnr: dict) -> dict | None:
+    """What nextpnr's timing leaves out: it does not time a path through an unregistered
+    hard block (on the iCE40, a combinational ``SB_MAC16``: the processor's and the
+    expander's products), but reports the path into the block and the path out of it as
+    cross-domain paths of the constant net the block's clock pin is tied to. The worst of
+    each (``into_ns``, ``out_of_ns``) from nextpnr's report ``pnr``; None without such
+    paths."""
+    into = out = 0.0
+    for path in pnr.get("critical_paths", []):
+        src, dst = str(path.get("from", "")), str(path.get("to", ""))
+        delay = sum(float(step.get("delay", 0.0)) for step in path.get("path", []))
+        if "$PACKER_" in dst and "$PACKER_" not in src and "<async>" not in src:
+            into = max(into, delay)
+        elif "$PACKER_" in src and "$PACKER_" not in dst and "<async>" not in dst:
+            out = max(out, delay)
+    if not (into and out):
+        return None
+    return {"into_ns": round(into, 2), "out_of_ns": round(out, 2)}
 
 
 # nextpnr-ice40's packer: "  1234 LCs used as LUT4 and DFF", "    56 LCs used as DFF only".

@@ -619,6 +619,13 @@ def cmd_build(args) -> int:
                   + f"over {r['latency_data']}), {r['inferences_per_second']:.0f} "
                   + ("inferences/s" if r["arch"] == "serial" else "inferences/s pipelined"),
                   f"  bitstream {r['bitstream']}"]
+        untimed = r.get("untimed_block_paths")
+        if untimed:
+            lines.insert(-2, f"  not in the Fmax: paths through unregistered DSP blocks, "
+                             f"which nextpnr does not time ({untimed['into_ns']:.1f} ns into "
+                             f"one at worst, {untimed['out_of_ns']:.1f} ns out: "
+                             f"{untimed['left_ns_at_fmax']:.1f} ns of the period at Fmax "
+                             "left for the block)")
         if not r["meets_clock"]:
             lines.append(f"  WARNING: the clock is above the Fmax; rebuild with --clock "
                          f"{0.95 * r['fmax_mhz']:.0f} (or --clock auto)")
