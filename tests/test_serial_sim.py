@@ -58,9 +58,10 @@ def test_bundled_designs(bundled_graph, digits_test, tmp_path, model, method, la
 
 def test_small_cifar_cnn(tmp_path):
     """Issue 19's small CIFAR CNN (random weights calibrated on random inputs), at the plan
-    that fits the ULX3S-85F: 16 lanes, two tiles in each of the first two layers, the input
-    current replayed; 10 random images (about 19 million cycles)."""
-    plan = SerialPlan(small_cifar_qnet(), lanes=16, membrane_words=1024, keep_current=False)
+    that fits the ULX3S-85F: 32 lanes sharing 4 rule units, one tile per layer, the input
+    current replayed; 10 random images (about 10 million cycles)."""
+    plan = SerialPlan(small_cifar_qnet(), lanes=32, keep_current=False)
+    assert plan.rule_units == 4
     torch.manual_seed(1)
     report = _check(plan, torch.randint(0, 256, (10, 3, 32, 32)), tmp_path, stall=0.1)
     assert report["samples"] == 10
@@ -90,7 +91,9 @@ def test_hwsnn_sim_of_a_serial_design(bundled_graph, digits_test, tmp_path, caps
                  "--stall", "0.1", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["exact"] and r["samples"] == 6 and r["offset"] == 4
-    assert r["plan"] == args  # (simulated with the weights in the bitstream's memories)
+    # (simulated with the weights in the bitstream's memories; a report without the rule
+    # units, as builds before them wrote, gets the default: 1 for 2 lanes)
+    assert r["plan"] == {**args, "rule_units": 1}
     plan = SerialPlan(net, **args)
     x, _ = digits_test
     ref = golden.run(net, golden.encode(net, x[4:10]), lanes=2)

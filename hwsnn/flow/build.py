@@ -173,7 +173,7 @@ def _against(est, dev, stores) -> dict:
 
 
 ARCHS = ("auto", "dataflow", "serial")
-SERIAL_LANES = (16, 8, 4, 2, 1)  # tried in turn, fastest first, when no lane count is given
+SERIAL_LANES = (32, 16, 8, 4, 2, 1)  # tried in turn, fastest first, when no lane count is given
 
 
 def _membrane_depths(net: QNet, lanes: int) -> list[int | None]:

@@ -420,17 +420,20 @@ def estimate(plan: NetworkPlan, device) -> Estimate:
 
 
 # -- the layer-serial processor (hdl.processor) -------------------------------------------
-# Logic: a constant (control, scanners, expander, readout) and, per lane, a part per bit of
-# the weight funnel (weight bits × log2 P: a field shifted by up to P fields) and per
-# membrane bit (forwarding, the sum, the rule; the term's product is a DSP block). Rough:
-# fitted to this RTL's whole board designs, iCE40 logic cells as placed (the real MNIST CNN
-# with SPRAM weights on the UP5K at P = 2 and 4: 4,374 and 4,900 cells), ECP5 LUT4s as
-# synthesized, two per carry (the small CIFAR CNN at P = 16 and 32: 12,306 and 22,169).
-# Flip-flops likewise, per lane and weight or membrane bit. DSPs: the expander's products
-# (4 on the UP5K for the MNIST CNN's 10×10 stride-2 kernels; 6 on the ECP5 for the CIFAR
-# CNN), and one per lane.
-SERIAL_LOGIC = {"ice40": {"base": 2180.0, "lane_bit": 9.7},
-                "ecp5": {"base": 3890.0, "lane_bit": 8.6}}
+# Logic: a constant (control, scanners, expander, readout), per lane a part per bit of the
+# weight funnel (weight bits × log2 P: a field shifted by up to P fields) and per membrane
+# bit (forwarding, the sum, the kept results; the term's product is a DSP block), and per
+# neuron-rule unit (``SerialPlan.rule_units``) a part per bit of its τ comparisons and
+# the kept value (``_rule_bits``). Rough: fitted to this RTL's designs, iCE40 logic cells
+# of whole board designs as placed (the real MNIST CNN with SPRAM weights on the UP5K:
+# 2 lanes and 2 rule units, 4,374 cells; 4 and 4, 4,900; 4 and 1, 4,704), ECP5 LUT4s
+# of the processor as synthesized, two per carry (the small CIFAR CNN: 16 lanes and 16
+# units, 11,489; 16 and 2, 9,587; 32 and 4, 16,394; the fourth point, 32 and 32, is
+# 21,344, 5 % above the model). Flip-flops: per lane and weight or membrane bit. DSPs:
+# the expander's products (4 on the UP5K for the MNIST CNN's 10×10 stride-2 kernels; 6
+# on the ECP5 for the CIFAR CNN), and one per lane.
+SERIAL_LOGIC = {"ice40": {"base": 2141.0, "lane_bit": 7.32, "rule_bit": 0.769},
+                "ecp5": {"base": 4232.0, "lane_bit": 5.67, "rule_bit": 1.045}}
 SERIAL_FFS = {"base": 1000.0, "lane_bit": 5.0}
 SERIAL_DSPS = {"ice40": 4, "ecp5": 6}
 
@@ -465,6 +468,14 @@ def serial_memories(plan) -> list[MemoryUse]:
     return mems
 
 
+def _rule_bits(net, vbits: int) -> int:
+    """The bits a neuron-rule unit of the processor works on: its τ differences V − iΘ
+    and the kept value (GN, IF), or the clamp's comparison, the difference and the kept
+    value (ILIF), each two bits wider than the membrane."""
+    tau = max([p.group_size for p in net.populations if p.kind == "gn"] or [1])
+    return (vbits + 2) * (3 if net.method == "ilif" else tau + 1)
+
+
 def estimate_serial(plan, device) -> Estimate:
     """Logic, flip-flops, block RAMs and DSPs of the layer-serial processor of ``plan`` (a
     ``hdl.serial.SerialPlan``) and its host link on ``device``; with the plan's
@@ -476,7 +487,8 @@ def estimate_serial(plan, device) -> Estimate:
     vbits = plan.memories["membranes"][0] // P
     funnel = plan.weight_bits * max(1, (2 * P - 1).bit_length() - 1)
     c = SERIAL_LOGIC[fam]
-    logic = c["base"] + c["lane_bit"] * P * (funnel + vbits)
+    logic = (c["base"] + c["lane_bit"] * P * (funnel + vbits)
+             + c["rule_bit"] * plan.rule_units * _rule_bits(plan.net, vbits))
     if fam == "ice40":
         logic += ICE40_CELLS["base"]  # the host link (the constant fits the bare processor)
         logic += ICE40_CELLS["store"] * len(plan.stores)

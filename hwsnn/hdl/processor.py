@@ -26,8 +26,10 @@ The pipeline (an operation is in stage n in the n-th cycle after its issue):
 2     the weight term: weight × (count << shift), a product per lane; membrane and bias
       RAMs addressed; forwarding hits against the three accumulations ahead
 3     the sum: membrane (or a newer value in flight) + term, or membrane + bias: one adder
-4     the neuron rule (GN: V − iΘ for i = 1..τ; thermometer; soft reset)
-5     written back: membrane, the counts into the plane RAM
+4     the neuron rule (GN: V − iΘ for i = 1..τ; thermometer; soft reset), in R units
+      that the lanes share: a sweep issues each word P/R times, R lanes a time
+5     written back: membrane, the counts into the plane RAM (a sweep's word with its
+      last issue)
 ====  ===========================================================================
 
 Weights are fields packed P a word, a row starting anywhere (``SerialPlan``): the weight
@@ -35,9 +37,9 @@ memory is two banks, the even and the odd words, so that the two words holding f
 f .. f + P − 1 are read in one cycle and a funnel shifter aligns them. P is a power of
 two, so a field's word and lane are its bits.
 
-Supported so far: rate networks of group or IF neurons (methods gn, if, if-shift) with
-dense and convolutional projections, the input stage run in every step
-(``keep_current=False``). ILIF and offset-spike calibration (cos) are refused by name.
+Supported so far: networks of group or IF neurons (methods gn, if, if-shift) and ILIF
+networks, with dense and convolutional projections, the input stage run in every step
+(``keep_current=False``). Offset-spike calibration (cos) is refused by name.
 """
 
 from __future__ import annotations
@@ -342,7 +344,7 @@ class SerialProcessor(wiring.Component):
             "field": self.field_bits, "count": self.count_bits, "shift": self.shift_bits,
             "baddr": range(max(2, self.bdepth)), "paddr": range(max(2, self.pdepth)),
             "fire": range(max(2, self.max_out)),
-            "first": 1})
+            "first": 1, "sub": range(max(2, plan.sweep_cycles))})
         st = [Signal(op_layout, name=f"st{n}") for n in range(DEPTH)]
         m.d.sync += [st[n + 1].eq(st[n]) for n in range(DEPTH - 1)]
         issue = st[0]  # (combinational: what the control issues)
@@ -404,6 +406,7 @@ class SerialProcessor(wiring.Component):
         yi = Signal(range(max(2, self.max_h)))
         paddr = Signal(range(max(2, self.pdepth)))
         baddr = Signal(range(max(2, self.bdepth)))
+        sub = Signal(range(max(2, self.plan.sweep_cycles)))  # a sweep word's issue
         last_word = (gi == head.tile_groups - 1) & (xi == head.width - 1) \
             & (yi == head.height - 1)
         pending = Signal()  # st[1..5] hold a valid operation
@@ -550,13 +553,19 @@ class SerialProcessor(wiring.Component):
                     with m.Else():
                         m.next = "NEXT_STEP"
             with m.State("SWEEP"):
+                # A word is issued once for each R of its lanes (``rule_units``): issue j
+                # brings lanes jR .. jR + R − 1 to the rule units.
                 m.d.comb += [issue.valid.eq(1), issue.kind.eq(SWEEP), issue.addr.eq(a),
                              issue.baddr.eq(baddr), issue.paddr.eq(paddr),
                              issue.fire.eq(f),
-                             issue.first.eq(f == 0)]
-                step_walk()
-                with m.If(last_word):
-                    m.next = "SWEPT"
+                             issue.first.eq(f == 0), issue.sub.eq(sub)]
+                with m.If(sub == self.plan.sweep_cycles - 1):
+                    m.d.sync += sub.eq(0)
+                    step_walk()
+                    with m.If(last_word):
+                        m.next = "SWEPT"
+                with m.Else():
+                    m.d.sync += sub.eq(sub + 1)
             def report():  # (the last tile's sweep ends the sample's busy cycles)
                 with m.If(head.last):
                     m.d.sync += busy.eq(0)
@@ -674,49 +683,58 @@ class SerialProcessor(wiring.Component):
                     m.d.comb += x.eq(sources[d][p])
             addend = Mux(s3.kind == ACC, term3[p], Mux(no_bias, 0, b_data[p]))
             m.d.sync += val4[p].eq(x + addend)
-        # Stage 4: the rule (GN: thermometer of V − iΘ ≥ 0 for i ≤ τ; soft reset).
+        # Stage 4: the rule (GN: thermometer of V − iΘ ≥ 0 for i ≤ τ; soft reset), in the
+        # R rule units the lanes share: a sweep's issue j brings lane jR + r to unit r.
+        R, K = plan.rule_units, plan.sweep_cycles
         theta = head.threshold
         counts5 = Signal(data.ArrayLayout(unsigned(self.count_bits), P), name="counts5")
-        for p in range(P):
-            diffs = [Signal(signed(wide + 1), name=f"d{i}_{p}")
+        units = []
+        for r in range(R):
+            v = Signal(signed(wide), name=f"rv{r}")
+            m.d.comb += v.eq(Array(val4[j * R + r] for j in range(K))[s4.sub] if K > 1
+                             else val4[r])
+            diffs = [Signal(signed(wide + 1), name=f"d{i}_{r}")
                      for i in range(1, (0 if self.ilif else self.tau) + 1)]
-            m.d.comb += [dv.eq(val4[p] - const_mul(theta, i))
-                         for i, dv in enumerate(diffs, start=1)]
-            count = Signal(self.count_bits, name=f"n{p}")
-            kept = Signal(signed(wide + 1), name=f"kept{p}")
+            m.d.comb += [dv.eq(v - const_mul(theta, i)) for i, dv in enumerate(diffs, start=1)]
+            count = Signal(self.count_bits, name=f"n{r}")
+            kept = Signal(signed(wide + 1), name=f"kept{r}")
             if self.ilif:
                 # One quotient bit of a restoring division per sweep: fire if V ≥
                 # Θ·2^(T−1−k); the first clamps V + B + V0 to 2^T·Θ − 1.
                 top = (theta << head.steps_out) - 1
-                clamped = Signal(signed(wide + 1), name=f"vc{p}")
-                m.d.comb += clamped.eq(Mux(s4.first & (val4[p] > top), top, val4[p]))
-                diff = Signal(signed(wide + 1), name=f"diff{p}")
+                clamped = Signal(signed(wide + 1), name=f"vc{r}")
+                m.d.comb += clamped.eq(Mux(s4.first & (v > top), top, v))
+                diff = Signal(signed(wide + 1), name=f"diff{r}")
                 shift = (head.steps_out - 1 - s4.fire).as_unsigned()
                 m.d.comb += diff.eq(clamped - (theta << shift))
                 m.d.comb += [count.eq(diff >= 0), kept.eq(Mux(diff >= 0, diff, clamped))]
             else:
-                m.d.comb += kept.eq(val4[p])
+                m.d.comb += kept.eq(v)
                 for i, dv in enumerate(diffs, start=1):
                     with m.If((dv >= 0) & (head.group_size >= i)):
                         m.d.comb += [count.eq(i), kept.eq(dv)]
+            units.append((count, kept))
+        for p in range(P):
+            count, kept = units[p % R]
             with m.If(s4.kind == ACC):
                 m.d.sync += res5[p].eq(val4[p])
             with m.Elif(s4.kind == INIT):  # (V0 for GN; ILIF and readouts start at 0)
                 m.d.sync += res5[p].eq(Mux(head.kind == KINDS.index("gn"), head.v0, 0))
             with m.Elif(readout):
                 m.d.sync += res5[p].eq(val4[p])  # (reported from here)
-            with m.Else():
+            with m.Elif(s4.sub == p // R):  # (a sweep's other lanes keep their results)
                 m.d.sync += res5[p].eq(kept)
-            m.d.sync += counts5[p].eq(count)
-        # Stage 5: write back; the counts into the plane (a readout: its values, reported
-        # from there).
-        all_lanes = (1 << P) - 1
-        m.d.comb += [v_wr.addr.eq(s5.addr), v_wr.data.eq(res5),
-                     v_wr.en.eq(Mux(s5.valid, all_lanes, 0))]
+            with m.If(s4.sub == p // R):
+                m.d.sync += counts5[p].eq(count)
+        # Stage 5: write back: an accumulation or V0, or a sweep's word with its last
+        # issue (the earlier ones' lanes kept in res5 and counts5), its counts into the
+        # plane (a readout: its values, reported from the membranes).
+        last = (s5.kind != SWEEP) | (s5.sub == K - 1)
+        m.d.comb += [v_wr.addr.eq(s5.addr), v_wr.data.eq(res5), v_wr.en.eq(s5.valid & last)]
         m.d.comb += [pl_wr.addr.eq(s5.paddr),
                      pl_wr.data.eq(Cat(*(_field(counts5[p], B)
                                          for p in range(P)))),
-                     pl_wr.en.eq(s5.valid & (s5.kind == SWEEP) & ~readout)]
+                     pl_wr.en.eq(s5.valid & (s5.kind == SWEEP) & ~readout & last)]
 
 
 def _field(value, bits: int):

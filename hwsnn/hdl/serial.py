@@ -14,7 +14,8 @@ model's serial cycle count share:
   too); ``memory_words`` packs them; the image's pixels; the spike planes placed by
   liveness;
 - **the cycles** the processor spends besides the dataflow engines' work: reading the
-  planes and the pixels (``scan_cycles``), and the descriptors.
+  planes and the pixels (``scan_cycles``), the sweeps' shared rule units
+  (``shared_rule_cycles``), and the descriptors.
 
 Spike planes are laid out like the membranes: a population ``[C, H, W]`` (a vector is
 ``[N, 1, 1]``) with G = ⌈C/P⌉ lane groups keeps step t's counts at word
@@ -41,7 +42,8 @@ from ..snn.widths import bias_values, widths
 from .estimate import blocks_for
 
 __all__ = ["SerialPlan", "LayerDescriptor", "ProjectionDescriptor", "TileDescriptor",
-           "ProjectionRecord", "Region", "count_bits", "plane_bits", "decode_program",
+           "ProjectionRecord", "Region", "count_bits", "default_rule_units", "plane_bits",
+           "decode_program",
            "descriptor_words", "KINDS", "PROGRAM_WIDTH", "HEADER_FIELDS", "RECORD_FIELDS"]
 
 PROGRAM_WIDTH = 32  # bits per word of the layer program
@@ -56,6 +58,13 @@ def count_bits(pop: QPopulation) -> int:
     if pop.kind == "ilif":
         return 1
     return max(1, int(pop.group_size).bit_length())
+
+
+def default_rule_units(lanes: int) -> int:
+    """The neuron-rule units of a processor of ``lanes`` lanes unless asked: one per 8
+    lanes, at least one (a power of two that divides ``lanes``)."""
+    units = max(1, lanes // 8)
+    return units if units & (units - 1) == 0 and lanes % units == 0 else 1
 
 
 def plane_bits(net: QNet) -> int:
@@ -219,10 +228,16 @@ class SerialPlan:
     ``loadable``: the weight memory is written at run time over the host link (SPRAM on a
     UP5K, which the bitstream cannot fill) instead of initialised by the bitstream;
     ``stores`` then lists it (``weight_stores``) as the link numbers its stores.
+
+    ``rule_units``: the neuron-rule units R the P lanes share (a power of two dividing P):
+    a fire sweep spends P/R cycles (``sweep_cycles``) on each membrane word, R lanes a
+    cycle. None: ``default_rule_units(P)``, P/8 (at least 1): the sweeps are about 1 % of
+    a CNN's cycles, and the rule (τ comparisons of a membrane) is a third of a lane.
     """
 
     def __init__(self, net: QNet, lanes: int = 16, *, membrane_words: int | None = None,
-                 keep_current: bool = True, loadable: bool = False):
+                 keep_current: bool = True, loadable: bool = False,
+                 rule_units: int | None = None):
         if not isinstance(net, QNet):
             raise TypeError(f"SerialPlan needs a QNet, not {type(net).__name__}")
         if net.version != FORMAT_VERSION:
@@ -253,8 +268,16 @@ class SerialPlan:
         for flag, value in (("keep_current", keep_current), ("loadable", loadable)):
             if not isinstance(value, bool):
                 raise ParameterError(f"{flag} must be True or False, not {value!r}")
+        if rule_units is None:
+            rule_units = default_rule_units(lanes)
+        if (isinstance(rule_units, bool) or not isinstance(rule_units, int) or rule_units < 1
+                or rule_units & (rule_units - 1) or lanes % rule_units):
+            raise ParameterError(f"rule_units must be a power of two that divides the "
+                                 f"{lanes} lanes, not {rule_units!r}")
         self.net, self.lanes, self.keep_current = net, lanes, keep_current
         self.loadable = loadable
+        self.rule_units = rule_units
+        self.sweep_cycles = lanes // rule_units  # per membrane word of a fire sweep
         self.membrane_words = membrane_words  # (as asked: ``memories`` has the depth)
         self.plane_bits = plane_bits(net)
         self.weight_bits = max(q.weight_bits for p in net.populations for q in p.projections)
@@ -500,10 +523,11 @@ class SerialPlan:
                 for bank, which in ((0, "even"), (1, "odd"))]
 
     def arguments(self) -> dict:
-        """``lanes``, ``membrane_words`` (as asked), ``keep_current``, ``loadable``:
-        ``SerialPlan(net, **plan.arguments())`` makes this plan again."""
+        """``lanes``, ``membrane_words`` (as asked), ``keep_current``, ``loadable``,
+        ``rule_units``: ``SerialPlan(net, **plan.arguments())`` makes this plan again."""
         return {"lanes": self.lanes, "membrane_words": self.membrane_words,
-                "keep_current": self.keep_current, "loadable": self.loadable}
+                "keep_current": self.keep_current, "loadable": self.loadable,
+                "rule_units": self.rule_units}
 
     def with_loadable(self, loadable: bool) -> SerialPlan:
         """The same plan with its weights loaded at run time (or not)."""
@@ -552,6 +576,20 @@ class SerialPlan:
                         total += pop.steps_in * self._plane_words(q.source)
         return total
 
+    def shared_rule_cycles(self) -> int:
+        """Cycles per sample the fire sweeps spend beyond one a membrane word, as the lanes
+        share ``rule_units`` rule units: P/R − 1 more for every word of every sweep (the
+        same for every sample; a readout's sweep is counted as its values reported, as
+        the golden model does)."""
+        extra = self.sweep_cycles - 1
+        total = 0
+        for t in self.tiles:
+            kind = KINDS[t.kind]
+            if kind != "readout":
+                total += t.height * t.width * t.tile_groups * (
+                    t.steps_out if kind == "ilif" else t.steps_in)
+        return extra * total
+
     def replay_ops(self, codes) -> torch.Tensor:
         """[B] operations the input stages' runs after the first add without
         ``keep_current`` (0 with it): every set bit of every pixel, times the outputs it
@@ -581,14 +619,15 @@ class SerialPlan:
         """[B] ideal cycles per sample of the serial processor for a golden run at this
         plan's lanes (``golden.run(net, codes, lanes=plan.lanes)``): the dataflow engines'
         work one after another (``ideal_cycles_total``: with tiles of whole lane groups
-        the events and sweeps cost the same, tile by tile) plus ``scan_cycles``, and
-        without ``keep_current`` the input stages run again (``replay_ops(codes)``)."""
+        the events and sweeps cost the same, tile by tile) plus ``scan_cycles`` and
+        ``shared_rule_cycles``, and without ``keep_current`` the input stages run again
+        (``replay_ops(codes)``)."""
         lanes = result.lanes
         if lanes != self.lanes and not (isinstance(lanes, dict)
                                         and set(lanes.values()) == {self.lanes}):
             raise ParameterError(f"the golden run used lanes {lanes!r}; this plan has "
                                  f"{self.lanes}")
-        total = result.ideal_cycles_total + self.scan_cycles()
+        total = result.ideal_cycles_total + self.scan_cycles() + self.shared_rule_cycles()
         if any(self._replays(p) for p in self.net.populations):
             if codes is None:
                 raise ParameterError("without keep_current the ideal cycles depend on the "

@@ -12,8 +12,9 @@ written into the plane and never read back (the scanner drops them).
 
 It counts what the hardware spends: ``descriptor`` words read, ``scan`` (plane words and
 pixels read), ``ops`` (accumulations and sweep operations issued, and a readout's values
-reported). The golden model (``hwsnn.snn.golden``) is the reference for its results;
-``SerialPlan.ideal_cycles`` for its ``scan + ops``.
+reported; a fire sweep's word counts ``plan.sweep_cycles`` times, once for each group
+of lanes that shares the rule units). The golden model (``hwsnn.snn.golden``) is the
+reference for its results; ``SerialPlan.ideal_cycles`` for its ``scan + ops``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class SerialMachine:
     def __init__(self, plan: SerialPlan):
         self.plan = plan
         self.lanes = P = plan.lanes
+        self.sweep_cycles = plan.sweep_cycles  # per membrane word (the shared rule units)
         self.tiles = decode_program(plan.program_words(), plan.program_fields())
         widest = max(t.tile_groups for t in self.tiles) * P
         self.weights = _fields(plan.memory_words("weights"), plan.weight_bits, P, widest)
@@ -141,7 +143,7 @@ class SerialMachine:
             v += current if current is not None else bias
             s = np.clip(np.floor_divide(v, d.threshold), 0, d.group_size)
             v -= s * d.threshold
-            self.count[2] += positions * d.tile_groups
+            self.count[2] += positions * d.tile_groups * self.sweep_cycles
             self._write(d, t, s, recorded)
             if d.cos_steps and t < d.cos_steps:
                 stats = _track(stats, s, v)
@@ -166,7 +168,7 @@ class SerialMachine:
             weight = d.threshold << (d.steps_out - 1 - k)
             fire = (v >= weight).astype(np.int64)
             v -= fire * weight
-            self.count[2] += positions * d.tile_groups
+            self.count[2] += positions * d.tile_groups * self.sweep_cycles
             self._write(d, k, fire, recorded)
         return None
 

@@ -24,12 +24,15 @@ RATIO = 1.15  # issue 19: cycles within 1.15× of the serial ideal
 def _overhead(plan) -> int:
     """A bound on the cycles the processor spends beside the ideal ones: per tile its
     descriptor words and two, its V0 writes, the drains (6 cycles each, around every
-    sweep); per step and projection a scan's start and end and the expander's latency."""
+    sweep); per step and projection a scan's start and end and the expander's latency; a
+    readout's sweep (the ideal counts its values reported instead)."""
     spec, total = plan.program_fields(), 0
     for t in plan.tiles:
         words = t.height * t.width * t.tile_groups
         sweeps = t.steps_out if KINDS[t.kind] == "ilif" else t.steps_in
         total += descriptor_words(spec, t) + 2 + words + 6
+        if KINDS[t.kind] == "readout":
+            total += words * plan.sweep_cycles
         total += t.steps_in * (12 + len(t.records) * 8) + sweeps * 12
     return total
 
@@ -66,6 +69,22 @@ def test_bundled_designs(bundled_graph, digits_test, model, method, lanes, membr
     plan = SerialPlan(net, lanes=lanes, membrane_words=membrane_words, keep_current=False)
     x, _ = digits_test
     _check(plan, golden.encode(net, x[:samples]), seed=lanes,
+           ratio=RATIO if model == "digits-cnn" else None)
+
+
+@pytest.mark.parametrize("model,method,lanes,rule_units", [
+    ("digits-mlp", "gn", 8, 2), ("digits-mlp", "ilif", 4, 4), ("digits-cnn", "gn", 8, 4)])
+def test_rule_units_shared(bundled_graph, digits_test, model, method, lanes, rule_units):
+    """The lanes sharing R rule units (``SerialPlan(rule_units=R)``; the default is P/8,
+    at least 1, which the other tests cover): a sweep issues each word P/R times; R = P
+    shares none."""
+    kw = {"group_size": 4} if method == "gn" else {}
+    net = quantize(convert(bundled_graph(model), method=method, timesteps=2, progress=False,
+                           **kw))
+    plan = SerialPlan(net, lanes=lanes, keep_current=False, rule_units=rule_units)
+    assert plan.sweep_cycles == lanes // rule_units
+    x, _ = digits_test
+    _check(plan, golden.encode(net, x[:2]), seed=rule_units,
            ratio=RATIO if model == "digits-cnn" else None)
 
 

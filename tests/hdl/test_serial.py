@@ -148,7 +148,8 @@ def test_ideal_cycles_follow_the_design_formula(bundled_graph, digits_test, mode
                                                 lanes, membrane_words, keep):
     """docs/serial.md's count, term by term from the golden model's recorded spikes:
     for every tile and step, each source's plane scanned, each non-zero count times the
-    output positions it reaches times the tile's lane groups, the tile's fire sweep; the
+    output positions it reaches times the tile's lane groups, the tile's fire sweep (P/R
+    cycles a word: the lanes share R rule units); the
     image's set bits into the first layer once per tile (GN) or as its 8 steps (ILIF:
     bit-planes; a fire sweep per output bit-plane), and without the current memory the
     first layer's once per step. The plan's count (the dataflow engines' work one after
@@ -188,7 +189,8 @@ def test_ideal_cycles_follow_the_design_formula(bundled_graph, digits_test, mode
                         else nz.flatten(1).sum(1)
                     want += words + reached * groups
             sweeps = 1 if pop.kind == "readout" else pop.steps_out
-            want += sweeps * (pop.size if pop.kind == "readout" else positions * groups)
+            want += sweeps * (pop.size if pop.kind == "readout"
+                              else positions * groups * plan.sweep_cycles)
     assert torch.equal(plan.ideal_cycles(res, codes), want)
     if membrane_words is not None and keep:  # tiles cost scans, nothing else
         whole = SerialPlan(net, lanes=lanes)
@@ -196,6 +198,29 @@ def test_ideal_cycles_follow_the_design_formula(bundled_graph, digits_test, mode
         extra = plan.scan_cycles() - whole.scan_cycles()
         assert extra > 0 and torch.equal(plan.ideal_cycles(res) - whole.ideal_cycles(res),
                                          torch.full_like(want, extra))
+
+
+def test_shared_rule_units_lengthen_every_sweep(bundled_graph):
+    """Lanes sharing R rule units spend P/R cycles on each word of each fire sweep: the
+    ideal grows by (P/R − 1) × the sweeps' words (counted by hand here: every step of
+    every non-readout population, H·W·⌈C/P⌉ words), for every sample alike."""
+    net = quantize(convert(bundled_graph("digits-cnn"), method="gn", timesteps=2,
+                           group_size=4, progress=False))
+    codes = torch.randint(0, 256, (2, *net.input.shape))
+    res = golden.run(net, codes, lanes=8)
+    words = sum(p.steps_out * math.prod(p.shape[1:]) * math.ceil(p.shape[0] / 8)
+                for p in net.populations if p.kind != "readout")
+    assert words > 0
+    alone = SerialPlan(net, lanes=8, keep_current=False, rule_units=8)
+    assert alone.sweep_cycles == 1 and alone.shared_rule_cycles() == 0
+    for units in (1, 2, 4):
+        plan = SerialPlan(net, lanes=8, keep_current=False, rule_units=units)
+        assert plan.arguments()["rule_units"] == units
+        assert plan.shared_rule_cycles() == (8 // units - 1) * words
+        assert torch.equal(plan.ideal_cycles(res, codes) - alone.ideal_cycles(res, codes),
+                           torch.full((2,), (8 // units - 1) * words))
+    assert SerialPlan(net, lanes=16).rule_units == 2  # (default: P/8)
+    assert SerialPlan(net, lanes=4).rule_units == 1
 
 
 def test_weights_are_packed_densely(bundled_graph):
@@ -220,7 +245,9 @@ def test_bad_input_is_refused_by_name():
         SerialPlan(net, lanes=2, membrane_words=15)
     for kwargs, fragment in (({"lanes": 0}, "lanes must be a positive integer"),
                              ({"keep_current": "yes"}, "keep_current must be"),
-                             ({"membrane_words": 0}, "membrane_words must be")):
+                             ({"membrane_words": 0}, "membrane_words must be"),
+                             ({"lanes": 8, "rule_units": 3}, "rule_units must be a power"),
+                             ({"lanes": 4, "rule_units": 8}, "divides the 4 lanes")):
         with pytest.raises(ParameterError, match=fragment):
             SerialPlan(net, **kwargs)
     with pytest.raises(TypeError, match="needs a QNet"):
