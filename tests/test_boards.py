@@ -448,7 +448,7 @@ def test_auto_takes_the_serial_processor_when_the_dataflow_design_does_not_fit(t
     r = build(tmp_path / "cifar", board, check_only=True)
     assert r["fits"] and r["arch"] == "serial"
     assert r["arch_reason"].startswith("the dataflow design does not fit (estimate: block RAMs")
-    assert r["serial"]["lanes"] == 32 and r["lanes"] == 32
+    assert r["serial"]["lanes"] == 16 and r["lanes"] == 16
     assert r["resources"]["bram_blocks"]["used"] <= 208
     assert r["serial"]["weight_packing"] > 0.99
     with pytest.raises(FitError, match=r"with 1 lane \(estimate: block RAMs \d+ of 208"):
@@ -468,7 +468,7 @@ def test_auto_takes_the_serial_processor_when_the_dataflow_design_does_not_fit(t
     assert main(["build", str(tmp_path / "cifar"), "--board", "ulx3s-85f",
                  "--check-only"]) == 0
     out = capsys.readouterr().out
-    assert "fits with the layer-serial processor, 32 lanes sharing 4 neuron-rule units" in out
+    assert "fits with the layer-serial processor, 16 lanes sharing 2 neuron-rule units" in out
     assert "architecture serial: the dataflow design does not fit" in out
     # Too large for the processor too: both architectures' numbers.
     with pytest.raises(FitError, match="with the dataflow engines .*; nor on the layer-serial "
