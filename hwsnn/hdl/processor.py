@@ -716,15 +716,16 @@ class SerialProcessor(wiring.Component):
             units.append((count, kept))
         for p in range(P):
             count, kept = units[p % R]
+            own = s4.sub == p // R  # (the sweep's issue that brings lane p to a unit)
             with m.If(s4.kind == ACC):
                 m.d.sync += res5[p].eq(val4[p])
             with m.Elif(s4.kind == INIT):  # (V0 for GN; ILIF and readouts start at 0)
                 m.d.sync += res5[p].eq(Mux(head.kind == KINDS.index("gn"), head.v0, 0))
             with m.Elif(readout):
                 m.d.sync += res5[p].eq(val4[p])  # (reported from here)
-            with m.Elif(s4.sub == p // R):  # (a sweep's other lanes keep their results)
+            with m.Elif(own):  # (a sweep's other lanes keep their results)
                 m.d.sync += res5[p].eq(kept)
-            with m.If(s4.sub == p // R):
+            with m.If(own):
                 m.d.sync += counts5[p].eq(count)
         # Stage 5: write back: an accumulation or V0, or a sweep's word with its last
         # issue (the earlier ones' lanes kept in res5 and counts5), its counts into the

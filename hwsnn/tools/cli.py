@@ -588,7 +588,7 @@ def cmd_build(args) -> int:
     if r["arch"] == "serial":
         sp = r["serial"]
         tiled = {k: n for k, n in sp["tiles"].items() if n > 1}
-        units = sp["plan"].get("rule_units", 1)
+        units = sp["plan"]["rule_units"]
         how = (f"the layer-serial processor, {describe_lanes(r['lanes'])} sharing "
                f"{units} neuron-rule unit{'s' if units > 1 else ''}, membrane memory "
                f"of {sp['membrane_words']} words"
