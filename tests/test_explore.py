@@ -77,21 +77,21 @@ def test_nothing_to_pick_when_nothing_fits():
 
 
 def test_both_architectures_on_one_front():
-    """The digits CNN on a UP5K (ILIF, T=1, 4-bit weights, 1 and 2 lanes): the dataflow
+    """The digits MLP on a UP5K (ILIF, T=1, 4-bit weights, 1 and 2 lanes): the dataflow
     points and the layer-serial processor's on one front, neither architecture dominating
-    the other (here the 2-lane dataflow design is the fastest, the processor at 2 lanes
-    next, smaller). A serial point's resources are the fit check's for its lanes."""
+    the other (here the dataflow designs are the smaller, the processor's the faster). A
+    serial point's resources are the fit check's for its lanes."""
     from hwsnn.flow.build import fit_check_serial
     from hwsnn.snn.convert import convert
     from hwsnn.snn.quantize import quantize
     board = boards.get("icebreaker")
-    r = explore.search("digits-cnn", board, progress=False, methods=(("ilif", None),),
+    r = explore.search("digits-mlp", board, progress=False, methods=(("ilif", None),),
                        steps=(1,), weight_bits=(4,), lanes=(1, 2), max_accuracy_drop=100)
     assert {p["arch"] for p in r["front"]} == {"dataflow", "serial"}, r["front"]
     serial = [p for p in r["points"] if p["arch"] == "serial"]
     assert sorted(p["lanes"] for p in serial) == [1, 2]
     assert r["tried"] == 2 * 2 + 2  # dataflow: lanes × queue depths; serial: lanes
-    net = quantize(convert(explore._graph_of("digits-cnn"), method="ilif", timesteps=1,
+    net = quantize(convert(explore._graph_of("digits-mlp"), method="ilif", timesteps=1,
                            progress=False), weight_bits=4)
     for p in serial:
         fit = fit_check_serial(net, board, p["lanes"])

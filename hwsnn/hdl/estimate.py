@@ -426,15 +426,18 @@ def estimate(plan: NetworkPlan, device) -> Estimate:
 # neuron-rule unit (``SerialPlan.rule_units``) a part per bit of its τ comparisons and
 # the kept value (``_rule_bits``). Rough: fitted to this RTL's designs, iCE40 logic cells
 # of whole board designs as placed (the real MNIST CNN with SPRAM weights on the UP5K:
-# 2 lanes and 2 rule units, 4,374 cells; 4 and 4, 4,900; 4 and 1, 4,704), ECP5 LUT4s
+# 2 lanes and 2 rule units, 4,374 cells; 4 and 4, 4,900; 4 and 1, 4,704; the per-lane
+# part then raised to the 4-and-1 design's 4,931 with the seven-stage pipeline, whose
+# further registers (weight words, membrane word, a fourth forwarded value) are lane
+# bits that an iCE40 spends a cell on where no LUT precedes them), ECP5 LUT4s
 # of the processor as synthesized, two per carry (the small CIFAR CNN: 16 lanes and 16
 # units, 11,489; 16 and 2, 9,587; 32 and 4, 16,394; the fourth point, 32 and 32, is
 # 21,344, 5 % above the model). Flip-flops: per lane and weight or membrane bit. DSPs:
 # the expander's products (4 on the UP5K for the MNIST CNN's 10×10 stride-2 kernels; 6
 # on the ECP5 for the CIFAR CNN), and one per lane.
-SERIAL_LOGIC = {"ice40": {"base": 2141.0, "lane_bit": 7.32, "rule_bit": 0.769},
+SERIAL_LOGIC = {"ice40": {"base": 2141.0, "lane_bit": 9.79, "rule_bit": 0.769},
                 "ecp5": {"base": 4232.0, "lane_bit": 5.67, "rule_bit": 1.045}}
-SERIAL_FFS = {"base": 1000.0, "lane_bit": 5.0}
+SERIAL_FFS = {"base": 1000.0, "lane_bit": 7.0}
 SERIAL_DSPS = {"ice40": 4, "ecp5": 6}
 
 

@@ -9,7 +9,7 @@ QNet, tile after tile, from the layer program and memory images of a ``SerialPla
 A sample: its pixels are written into the pixel RAM; then for every tile of the program
 (``hdl.serial``), the control fetches the tile's descriptor, writes V0 into the tile's
 membranes (one operation per membrane word), and for each step t feeds every projection's
-events (the image's set bits through ``PixelScanner``, or step t's plane of the source
+events (the image's non-zero pixels through ``PixelScanner``, or step t's plane of the source
 through ``scanner.PlaneScanner``) to ``tile_expander.TileExpander``, whose operations
 accumulate weight terms into the membranes; then the fire sweep adds the biases and
 applies the neuron rule, one operation per membrane word, writing the counts into step t's
@@ -22,13 +22,16 @@ The pipeline (an operation is in stage n in the n-th cycle after its issue):
 
 ====  ===========================================================================
 0     weight banks addressed
-1     their words registered (the RAMs' own registers); the weight funnel; count << shift
-2     the weight term: weight × (count << shift), a product per lane; membrane and bias
-      RAMs addressed; forwarding hits against the three accumulations ahead
-3     the sum: membrane (or a newer value in flight) + term, or membrane + bias: one adder
-4     the neuron rule (GN: V − iΘ for i = 1..τ; thermometer; soft reset), in R units
+1     their words registered (the RAMs' own registers), and registered again (the
+      block RAMs' clock-to-output and their cascade take most of a cycle)
+2     the weight funnel; count << shift; the membrane RAM addressed
+3     the weight term: weight × (count << shift), a product per lane; the membrane
+      word registered again (as the weights); the bias RAM addressed; forwarding hits
+      against the four accumulations ahead
+4     the sum: membrane (or a newer value in flight) + term, or membrane + bias: one adder
+5     the neuron rule (GN: V − iΘ for i = 1..τ; thermometer; soft reset), in R units
       that the lanes share: a sweep issues each word P/R times, R lanes a time
-5     written back: membrane, the counts into the plane RAM (a sweep's word with its
+6     written back: membrane, the counts into the plane RAM (a sweep's word with its
       last issue)
 ====  ===========================================================================
 
@@ -65,9 +68,10 @@ from .tile_expander import TileExpander
 __all__ = ["SerialProcessor", "PixelScanner", "check_supported", "ACC", "SWEEP", "INIT"]
 
 ACC, SWEEP, INIT = 0, 1, 2  # operation kinds
-DEPTH = 6  # pipeline stages 0..5
+DEPTH = 8  # pipeline stages 0..6, and 7: an operation a cycle past its write
 CYCLE_BITS = 48  # the cycle counters' width
-FORWARD = 3  # accumulations ahead whose writes a stage-2 membrane read misses
+WRITE = 6  # the stage that writes back
+FORWARD = 4  # accumulations ahead whose writes a stage-2 membrane read misses
 
 
 def check_supported(plan: SerialPlan) -> None:
@@ -88,10 +92,10 @@ def check_supported(plan: SerialPlan) -> None:
 
 
 class PixelScanner(wiring.Component):
-    """The image's input stage: reads pixel 0, 1, … of the pixel RAM and sends each set
-    bit b of pixel j = (c, y, x) as an event (c, y, x, row j, count 1, shift b), lowest bit
-    first, then an end beat. One cycle per set bit, one per zero pixel, plus the start
-    cycle, the first pixel's arrival and the end beat."""
+    """The image's input stage: reads pixel 0, 1, … of the pixel RAM and sends each
+    non-zero pixel j = (c, y, x) as one event (c, y, x, row j, count = its code, shift 0):
+    the lanes' multipliers take the code whole. Then an end beat. One cycle per pixel,
+    plus the start cycle, the first pixel's arrival and the end beat."""
 
     def __init__(self, shape, event_layout):
         self.shape = tuple(int(d) for d in shape)
@@ -115,26 +119,16 @@ class PixelScanner(wiring.Component):
         m.d.comb += starting.eq(self.start & ~busy)
         done_pixel = Signal()  # the pixel in ``byte`` leaves this cycle
         c, y, x = (Signal(range(max(2, d))) for d in (C, H, W))  # (of pixel j)
-        lowest = Signal(range(PIXEL_BITS))
-        for b in reversed(range(PIXEL_BITS)):
-            with m.If(byte[b]):
-                m.d.comb += lowest.eq(b)
-        rest = byte & (byte - 1)  # its bits after the lowest
         m.d.comb += [self.busy.eq(busy), o.payload.c.eq(c), o.payload.y.eq(y),
-                     o.payload.x.eq(x), o.payload.row.eq(j), o.payload.count.eq(1),
-                     o.payload.shift.eq(lowest)]
+                     o.payload.x.eq(x), o.payload.row.eq(j), o.payload.count.eq(byte),
+                     o.payload.shift.eq(0)]
         with m.If(busy & have):
             with m.If(j == n):
                 m.d.comb += [o.valid.eq(1), o.payload.end.eq(1)]
                 with m.If(o.ready):
                     m.d.sync += [busy.eq(0), have.eq(0)]
-            with m.Elif(byte == 0):
-                m.d.comb += done_pixel.eq(1)
             with m.Else():
-                m.d.comb += o.valid.eq(1)
-                with m.If(o.ready):
-                    m.d.sync += byte.eq(rest)
-                    m.d.comb += done_pixel.eq(rest == 0)
+                m.d.comb += [o.valid.eq(byte != 0), done_pixel.eq((byte == 0) | o.ready)]
         # Reads run one pixel ahead: the next pixel waits on rd_data (its enable low).
         m.d.comb += self.rd_addr.eq(nxt)
         with m.If(starting):
@@ -224,7 +218,8 @@ class SerialProcessor(wiring.Component):
         self.mdepth = max(1, plan.memories["membranes"][1])
         self.pdepth = max(1, plan.memories["planes"][1])
         self.bdepth = max(1, plan.memories["biases"][1])
-        self.count_bits = bits_for(self.tau)
+        self.count_bits = bits_for(self.tau)  # a neuron's count
+        self.event_bits = max(self.count_bits, PIXEL_BITS)  # an event's (a pixel's code)
         self.max_wshift = max(q.weight_shift for p in net.populations for q in p.projections)
         self.shift_bits = bits_for(PIXEL_BITS - 1 + self.max_wshift)
         self.max_records = max(len(t.records) for t in plan.tiles)
@@ -242,7 +237,7 @@ class SerialProcessor(wiring.Component):
             "c": range(max(2, self.max_c)), "y": range(max(2, self.max_h)),
             "x": range(max(2, self.max_w)),
             "row": range(max(2, self.max_c * self.max_h * self.max_w)),
-            "count": self.count_bits, "shift": 3, "end": 1})
+            "count": self.event_bits, "shift": 3, "end": 1})
 
         # -- memories --------------------------------------------------------------------
         program = plan.program_words()
@@ -284,7 +279,7 @@ class SerialProcessor(wiring.Component):
             max_stride=max([q.stride for p in plan.net.populations for q in p.projections]),
             field_width=self.field_bits,
             addr_width=bits_for(max(self.mdepth, self.max_h * self.max_w * self.max_groups) - 1),
-            count_bits=self.count_bits, shift_bits=3)
+            count_bits=self.event_bits, shift_bits=3)
 
         # -- the descriptor registers ------------------------------------------------------
         head_bits = Signal(hw * PROGRAM_WIDTH)
@@ -326,7 +321,7 @@ class SerialProcessor(wiring.Component):
             m.d.comb += [src_valid.eq(xscan.o.valid), src_end.eq(xscan.o.payload.end),
                          ip.c.eq(xscan.o.payload.c), ip.y.eq(xscan.o.payload.y),
                          ip.x.eq(xscan.o.payload.x), ip.row.eq(xscan.o.payload.row),
-                         ip.count.eq(1), ip.shift.eq(xscan.o.payload.shift),
+                         ip.count.eq(xscan.o.payload.count), ip.shift.eq(0),
                          xscan.o.ready.eq(Mux(src_end, src_ready, ex.i.ready))]
         with m.Else():
             m.d.comb += [src_valid.eq(pscan.o.valid), src_end.eq(pscan.o.payload.end),
@@ -341,7 +336,7 @@ class SerialProcessor(wiring.Component):
         # -- the operation issued this cycle (stage 0) --------------------------------------
         op_layout = data.StructLayout({
             "valid": 1, "kind": 2, "addr": range(max(2, self.mdepth)),
-            "field": self.field_bits, "count": self.count_bits, "shift": self.shift_bits,
+            "field": self.field_bits, "count": self.event_bits, "shift": self.shift_bits,
             "baddr": range(max(2, self.bdepth)), "paddr": range(max(2, self.pdepth)),
             "fire": range(max(2, self.max_out)),
             "first": 1, "sub": range(max(2, plan.sweep_cycles))})
@@ -361,8 +356,17 @@ class SerialProcessor(wiring.Component):
                             src_ready=src_ready, px_wr=px_wr, st=st, w0_addr=w0_addr,
                             w0_data=w0_data, w1_addr=w1_addr, w1_data=w1_data, b_addr=b_addr,
                             b_data=b_data, v_addr=v_addr, v_data=v_data, v_wr=v_wr, pl_wr=pl_wr,
+                            v_word=Signal.like(v_data, name="vq"),
+                            report_beat=Signal(self.o.payload.shape(), name="report_beat"),
+                            report_full=Signal(),
                             report=Signal(), report_addr=Signal(range(max(2, self.mdepth))),
                             report_lane=Signal(range(max(2, P))), report_have=Signal())
+        m.d.sync += w.v_word.eq(v_data)  # (the membrane word registered again)
+        # The readout beats leave from a register (REPORT fills it): no path from the
+        # membrane RAM or the argmax's comparison reaches the consumer's logic.
+        m.d.comb += [self.o.valid.eq(w.report_full), self.o.payload.eq(w.report_beat)]
+        with m.If(self.o.ready):
+            m.d.sync += w.report_full.eq(0)
         self._control(m, w)
         self._pipeline(m, w)
         return m
@@ -409,8 +413,8 @@ class SerialProcessor(wiring.Component):
         sub = Signal(range(max(2, self.plan.sweep_cycles)))  # a sweep word's issue
         last_word = (gi == head.tile_groups - 1) & (xi == head.width - 1) \
             & (yi == head.height - 1)
-        pending = Signal()  # st[1..5] hold a valid operation
-        m.d.comb += pending.eq(Cat(*(s.valid for s in st[1:])).any())
+        pending = Signal()  # st[1..6] hold a valid operation (one yet to write)
+        m.d.comb += pending.eq(Cat(*(s.valid for s in st[1:WRITE + 1])).any())
         last_t = t == head.steps_in - 1
         f = Signal(range(max(2, self.max_out)))  # ILIF: the output bit a sweep fires
         last_f = f == head.steps_out - 1
@@ -533,7 +537,7 @@ class SerialProcessor(wiring.Component):
             with m.State("FEED_START"):
                 with m.If(head.projections == 0):
                     m.next = "DRAIN"
-                if self.ilif:  # the image's input stage sends all 8 bit-planes at once
+                if self.ilif:  # the image's input stage sends its whole codes at once
                     with m.Elif(rec.source_is_image & (t != 0)):
                         next_record()
                 with m.Else():
@@ -610,89 +614,101 @@ class SerialProcessor(wiring.Component):
         ra = w.report_addr
         index = Signal(range(max(2, (self.max_groups + 1) * P)))
         m.d.comb += [w.report.eq(1), index.eq(((g0 + ra) << self.log_p) | lane)]
-        value = Array(w.v_data[p] for p in range(P))[lane]
+        value = Array(w.v_word[p] for p in range(P))[lane]
         best_val, best_idx = Signal(signed(self.vbits)), Signal(range(max(2, n)))
         better = (index == 0) | (value > best_val)
-        m.d.comb += [o.payload.index.eq(index), o.payload.value.eq(value),
-                     o.payload.last.eq(index == n - 1),
-                     o.payload.argmax.eq(Mux(better, index, best_idx))]
-        m.d.sync += have.eq(1)  # (the word at ra is in v_data from the next cycle on)
+        beat, full = w.report_beat, w.report_full
+        # (the word at ra is in v_word two cycles on: the RAM's register, then its copy)
+        pre = Signal()
+        m.d.sync += [pre.eq(1), have.eq(pre)]
         with m.If(have):
-            m.d.comb += o.valid.eq(index < n)
-            with m.If(o.ready | (index >= n)):
-                with m.If(o.valid & better):
-                    m.d.sync += [best_val.eq(value), best_idx.eq(index)]
+            # A beat goes into the output register once that is free (or is skipped: a
+            # padding lane past the classes).
+            with m.If(~full | o.ready | (index >= n)):
+                with m.If(index < n):
+                    m.d.sync += [full.eq(1), beat.index.eq(index), beat.value.eq(value),
+                                 beat.last.eq(index == n - 1),
+                                 beat.argmax.eq(Mux(better, index, best_idx))]
+                    with m.If(better):
+                        m.d.sync += [best_val.eq(value), best_idx.eq(index)]
                 with m.If((index >= n - 1) | ((lane == P - 1) & (ra == head.tile_groups - 1))):
-                    m.d.sync += [lane.eq(0), ra.eq(0), have.eq(0)]
+                    m.d.sync += [lane.eq(0), ra.eq(0), pre.eq(0), have.eq(0)]
                     m.next = "NEXT_STEP"
                 with m.Elif(lane == P - 1):
-                    m.d.sync += [lane.eq(0), ra.eq(ra + 1), have.eq(0)]
+                    m.d.sync += [lane.eq(0), ra.eq(ra + 1), pre.eq(0), have.eq(0)]
                 with m.Else():
                     m.d.sync += lane.eq(lane + 1)
 
     # -- the pipeline -------------------------------------------------------------------------
     def _pipeline(self, m, w):
-        (st, head, readout, w0_addr, w0_data, w1_addr, w1_data, b_addr, b_data, v_addr, v_data,
+        (st, head, readout, w0_addr, w0_data, w1_addr, w1_data, b_addr, b_data, v_addr,
          v_wr, pl_wr) = (w.st, w.head, w.readout, w.w0_addr, w.w0_data, w.w1_addr, w.w1_data,
-                         w.b_addr, w.b_data, w.v_addr, w.v_data, w.v_wr, w.pl_wr)
+                         w.b_addr, w.b_data, w.v_addr, w.v_wr, w.pl_wr)
         plan, P, log_p = self.plan, self.plan.lanes, self.log_p
         wbits, B = plan.weight_bits, plan.plane_bits
-        s0, s1, s2, s3, s4, s5 = st
+        s0, s1, s2, s3, s4, s5, s6, s7 = st
         # Stage 0: the weights' addresses. Fields f .. f + P − 1 lie in words f >> log P
         # and the next.
         word = s0.field >> log_p
         m.d.comb += [w0_addr.eq((word + 1) >> 1), w1_addr.eq(word >> 1)]
-        # Stage 1: the funnel: the low word first, shifted down by the field's lane.
-        odd = s1.field >> log_p & 1
-        lane = s1.field & (P - 1) if P > 1 else Const(0, 1)
-        lo = Mux(odd, Value.cast(w1_data), Value.cast(w0_data))
-        hi = Mux(odd, Value.cast(w0_data), Value.cast(w1_data))
+        # Stage 1: the banks' words registered again.
+        wq0, wq1 = (Signal.like(d, name=f"wq{i}") for i, d in enumerate((w0_data, w1_data)))
+        m.d.sync += [wq0.eq(w0_data), wq1.eq(w1_data)]
+        # Stage 2: the funnel: the low word first, shifted down by the field's lane.
+        odd = s2.field >> log_p & 1
+        lane = s2.field & (P - 1) if P > 1 else Const(0, 1)
+        lo = Mux(odd, Value.cast(wq1), Value.cast(wq0))
+        hi = Mux(odd, Value.cast(wq0), Value.cast(wq1))
         both = Cat(lo, hi)
-        w2 = Signal(data.ArrayLayout(signed(wbits), P), name="w2")
-        m.d.sync += w2.eq((both >> (lane * wbits))[:P * wbits])
-        # The multiplier count << shift, one for every lane (shift ≤ 7 + the weight shift).
-        mult2 = Signal(self.count_bits + PIXEL_BITS - 1 + self.max_wshift, name="mult2")
-        m.d.sync += mult2.eq(s1.count << s1.shift)
-        # Stage 2: the term, a product per lane (a DSP block each where the device has
-        # them: the fit check counts them); the membrane and bias words addressed (read
-        # this late, the read misses only the writes of the three operations ahead, whose
-        # hits are compared here).
-        m.d.comb += [v_addr.eq(Mux(w.report, w.report_addr, s2.addr)), b_addr.eq(s2.baddr)]
-        tbits = wbits + len(mult2) + 1
-        term3 = Signal(data.ArrayLayout(signed(tbits), P), name="term3")
+        w3 = Signal(data.ArrayLayout(signed(wbits), P), name="w3")
+        m.d.sync += w3.eq((both >> (lane * wbits))[:P * wbits])
+        # The multiplier count << shift, one for every lane: a pixel's code, a count ≤ τ,
+        # or an ILIF plane's 1 << (≤ 7), each shifted by the weight shift.
+        mult3 = Signal(max(PIXEL_BITS, self.count_bits + (PIXEL_BITS - 1 if self.ilif else 0))
+                       + self.max_wshift, name="mult3")
+        m.d.sync += mult3.eq(s2.count << s2.shift)
+        # The membrane and bias words addressed (read this late, the read misses only the
+        # writes of the four operations ahead, whose hits are compared in stage 3).
+        m.d.comb += [v_addr.eq(Mux(w.report, w.report_addr, s2.addr)), b_addr.eq(s3.baddr)]
+        # Stage 3: the term, a product per lane (a DSP block each where the device has
+        # them: the fit check counts them); the membrane word registered again.
+        tbits = wbits + len(mult3) + 1
+        term4 = Signal(data.ArrayLayout(signed(tbits), P), name="term4")
         for p in range(P):
-            m.d.sync += term3[p].eq(w2[p] * mult2)
+            m.d.sync += term4[p].eq(w3[p] * mult3)
+        vq = w.v_word
         wide = max(self.vbits, self.cmp_bits) + 1
-        val4 = Signal(data.ArrayLayout(signed(wide), P), name="val4")
-        res5 = Signal(data.ArrayLayout(signed(self.vbits), P), name="res5")
-        res6 = Signal(data.ArrayLayout(signed(self.vbits), P), name="res6")  # (written)
-        m.d.sync += res6.eq(res5)
-        ahead = [(s.valid & (s.kind == ACC), s.addr) for s in (s3, s4, s5)]
+        val5 = Signal(data.ArrayLayout(signed(wide), P), name="val5")
+        res6 = Signal(data.ArrayLayout(signed(self.vbits), P), name="res6")
+        res7 = Signal(data.ArrayLayout(signed(self.vbits), P), name="res7")  # (written)
+        res8 = Signal(data.ArrayLayout(signed(self.vbits), P), name="res8")
+        m.d.sync += [res7.eq(res6), res8.eq(res7)]
+        ahead = [(s.valid & (s.kind == ACC), s.addr) for s in (s4, s5, s6, s7)]
         hits = Signal(FORWARD)
-        m.d.sync += hits.eq(Cat(*(ok & (addr == s2.addr) for ok, addr in ahead)))
-        # Stage 3: the sum, from the newest value of the address: one adder, of the term
+        m.d.sync += hits.eq(Cat(*(ok & (addr == s3.addr) for ok, addr in ahead)))
+        # Stage 4: the sum, from the newest value of the address: one adder, of the term
         # (an accumulation) or the bias (a sweep; ILIF: B + V0 with the first output bit
         # only). (A sweep's hits are all clear: no accumulation is in flight then.)
-        sources = [val4, res5, res6]  # (the operations now in stages 4, 5 and 6)
-        no_bias = (~s3.first) if self.ilif else Const(0, 1)
+        sources = [val5, res6, res7, res8]  # (the operations now in stages 5 to 8)
+        no_bias = (~s4.first) if self.ilif else Const(0, 1)
         for p in range(P):
             x = Signal(signed(wide), name=f"x{p}")
-            m.d.comb += x.eq(v_data[p])
+            m.d.comb += x.eq(vq[p])
             for d in reversed(range(FORWARD)):
                 with m.If(hits[d]):
                     m.d.comb += x.eq(sources[d][p])
-            addend = Mux(s3.kind == ACC, term3[p], Mux(no_bias, 0, b_data[p]))
-            m.d.sync += val4[p].eq(x + addend)
-        # Stage 4: the rule (GN: thermometer of V − iΘ ≥ 0 for i ≤ τ; soft reset), in the
+            addend = Mux(s4.kind == ACC, term4[p], Mux(no_bias, 0, b_data[p]))
+            m.d.sync += val5[p].eq(x + addend)
+        # Stage 5: the rule (GN: thermometer of V − iΘ ≥ 0 for i ≤ τ; soft reset), in the
         # R rule units the lanes share: a sweep's issue j brings lane jR + r to unit r.
         R, K = plan.rule_units, plan.sweep_cycles
         theta = head.threshold
-        counts5 = Signal(data.ArrayLayout(unsigned(self.count_bits), P), name="counts5")
+        counts6 = Signal(data.ArrayLayout(unsigned(self.count_bits), P), name="counts6")
         units = []
         for r in range(R):
             v = Signal(signed(wide), name=f"rv{r}")
-            m.d.comb += v.eq(Array(val4[j * R + r] for j in range(K))[s4.sub] if K > 1
-                             else val4[r])
+            m.d.comb += v.eq(Array(val5[j * R + r] for j in range(K))[s5.sub] if K > 1
+                             else val5[r])
             diffs = [Signal(signed(wide + 1), name=f"d{i}_{r}")
                      for i in range(1, (0 if self.ilif else self.tau) + 1)]
             m.d.comb += [dv.eq(v - const_mul(theta, i)) for i, dv in enumerate(diffs, start=1)]
@@ -703,9 +719,9 @@ class SerialProcessor(wiring.Component):
                 # Θ·2^(T−1−k); the first clamps V + B + V0 to 2^T·Θ − 1.
                 top = (theta << head.steps_out) - 1
                 clamped = Signal(signed(wide + 1), name=f"vc{r}")
-                m.d.comb += clamped.eq(Mux(s4.first & (v > top), top, v))
+                m.d.comb += clamped.eq(Mux(s5.first & (v > top), top, v))
                 diff = Signal(signed(wide + 1), name=f"diff{r}")
-                shift = (head.steps_out - 1 - s4.fire).as_unsigned()
+                shift = (head.steps_out - 1 - s5.fire).as_unsigned()
                 m.d.comb += diff.eq(clamped - (theta << shift))
                 m.d.comb += [count.eq(diff >= 0), kept.eq(Mux(diff >= 0, diff, clamped))]
             else:
@@ -716,26 +732,26 @@ class SerialProcessor(wiring.Component):
             units.append((count, kept))
         for p in range(P):
             count, kept = units[p % R]
-            own = s4.sub == p // R  # (the sweep's issue that brings lane p to a unit)
-            with m.If(s4.kind == ACC):
-                m.d.sync += res5[p].eq(val4[p])
-            with m.Elif(s4.kind == INIT):  # (V0 for GN; ILIF and readouts start at 0)
-                m.d.sync += res5[p].eq(Mux(head.kind == KINDS.index("gn"), head.v0, 0))
+            own = s5.sub == p // R  # (the sweep's issue that brings lane p to a unit)
+            with m.If(s5.kind == ACC):
+                m.d.sync += res6[p].eq(val5[p])
+            with m.Elif(s5.kind == INIT):  # (V0 for GN; ILIF and readouts start at 0)
+                m.d.sync += res6[p].eq(Mux(head.kind == KINDS.index("gn"), head.v0, 0))
             with m.Elif(readout):
-                m.d.sync += res5[p].eq(val4[p])  # (reported from here)
+                m.d.sync += res6[p].eq(val5[p])  # (reported from here)
             with m.Elif(own):  # (a sweep's other lanes keep their results)
-                m.d.sync += res5[p].eq(kept)
+                m.d.sync += res6[p].eq(kept)
             with m.If(own):
-                m.d.sync += counts5[p].eq(count)
-        # Stage 5: write back: an accumulation or V0, or a sweep's word with its last
-        # issue (the earlier ones' lanes kept in res5 and counts5), its counts into the
+                m.d.sync += counts6[p].eq(count)
+        # Stage 6: write back: an accumulation or V0, or a sweep's word with its last
+        # issue (the earlier ones' lanes kept in res6 and counts6), its counts into the
         # plane (a readout: its values, reported from the membranes).
-        last = (s5.kind != SWEEP) | (s5.sub == K - 1)
-        m.d.comb += [v_wr.addr.eq(s5.addr), v_wr.data.eq(res5), v_wr.en.eq(s5.valid & last)]
-        m.d.comb += [pl_wr.addr.eq(s5.paddr),
-                     pl_wr.data.eq(Cat(*(_field(counts5[p], B)
+        last = (s6.kind != SWEEP) | (s6.sub == K - 1)
+        m.d.comb += [v_wr.addr.eq(s6.addr), v_wr.data.eq(res6), v_wr.en.eq(s6.valid & last)]
+        m.d.comb += [pl_wr.addr.eq(s6.paddr),
+                     pl_wr.data.eq(Cat(*(_field(counts6[p], B)
                                          for p in range(P)))),
-                     pl_wr.en.eq(s5.valid & (s5.kind == SWEEP) & ~readout & last)]
+                     pl_wr.en.eq(s6.valid & (s6.kind == SWEEP) & ~readout & last)]
 
 
 def _field(value, bits: int):

@@ -24,7 +24,9 @@ Spike planes are laid out like the membranes: a population ``[C, H, W]`` (a vect
 in: source neuron (c, y, x) is row ``(y·W + x)·C + c``, output neuron i its field ``i`` of
 the row; a convolution's row is the tap (c_in, ky, kx), as in the dataflow engines. The
 image is not a plane: its pixels are bytes in stream order (c, y, x), read by the input
-stage, which turns every set bit into an event (docs/hardware.md).
+stage, which turns every non-zero pixel into one event whose count is its code (the
+lanes' multipliers take it whole; the dataflow engines' input stages take a pixel's set
+bits one at a time: docs/hardware.md).
 """
 
 from __future__ import annotations
@@ -562,8 +564,8 @@ class SerialPlan:
     def scan_cycles(self) -> int:
         """Cycles per sample spent reading words, one a cycle, beyond the engine's work on
         the events (the same for every sample): for every tile, each step's plane of each
-        projection's source, and the image's pixels once (its input stage turns all 8 bits
-        of a pixel into events at once; without ``keep_current``, once per step)."""
+        projection's source, and the image's pixels once (without ``keep_current``, once per
+        step)."""
         total = 0
         for layer in self.layers:
             pop = self.net.population(layer.population)
@@ -590,50 +592,56 @@ class SerialPlan:
                     t.steps_out if kind == "ilif" else t.steps_in)
         return extra * total
 
-    def replay_ops(self, codes) -> torch.Tensor:
-        """[B] operations the input stages' runs after the first add without
-        ``keep_current`` (0 with it): every set bit of every pixel, times the outputs it
-        reaches and the tile's lane groups, in each step after the first."""
+    def image_ops(self, codes, *, bit_planes: bool = False) -> torch.Tensor:
+        """[B] operations of the input stages: every non-zero pixel one event, its code the
+        count (a product in the lanes' multipliers), times the outputs it reaches and the
+        tile's lane groups, in every run (once; without ``keep_current``, once per step of
+        a GN layer). ``bit_planes``: as the golden model counts them instead (the dataflow
+        engines' input stages), every set bit an event, once."""
         from ..snn.golden import reach
 
         codes = torch.as_tensor(codes).to(torch.int64)
         total = torch.zeros(codes.shape[0], dtype=torch.int64)
         for layer in self.layers:
             pop = self.net.population(layer.population)
-            if not self._replays(pop):
+            image = [q for q in pop.projections if q.source == INPUT]
+            if not image:
                 continue
             groups = sum(math.ceil((c1 - c0) / self.lanes) for c0, c1 in layer.tiles)
-            for q in pop.projections:
-                if q.source != INPUT:
-                    continue
-                bits = sum(((codes >> b) & 1) for b in range(PIXEL_BITS))  # set bits
+            if not bit_planes:
+                events, runs = (codes != 0).to(torch.int64), (
+                    pop.steps_in if self._replays(pop) else 1)
+            else:  # (an ILIF layer's steps are the planes, most significant first)
+                bits = range(PIXEL_BITS) if self.net.method != "ilif" else \
+                    range(PIXEL_BITS - 1, PIXEL_BITS - 1 - pop.steps_in, -1)
+                events, runs = sum(((codes >> b) & 1) for b in bits), 1
+            for q in image:
                 if q.kind == "conv":
                     r = reach(q, tuple(self.net.input.shape)).to(torch.int64)
-                    reached = (bits.sum(1) * r).flatten(1).sum(1)
+                    reached = (events.sum(1) * r).flatten(1).sum(1)
                 else:
-                    reached = bits.flatten(1).sum(1)
-                total += (pop.steps_in - 1) * reached * groups
+                    reached = events.flatten(1).sum(1)
+                total += runs * reached * groups
         return total
 
-    def ideal_cycles(self, result, codes=None):
+    def ideal_cycles(self, result, codes):
         """[B] ideal cycles per sample of the serial processor for a golden run at this
-        plan's lanes (``golden.run(net, codes, lanes=plan.lanes)``): the dataflow engines'
-        work one after another (``ideal_cycles_total``: with tiles of whole lane groups
-        the events and sweeps cost the same, tile by tile) plus ``scan_cycles`` and
-        ``shared_rule_cycles``, and without ``keep_current`` the input stages run again
-        (``replay_ops(codes)``)."""
+        plan's lanes (``golden.run(net, codes, lanes=plan.lanes)``) on ``codes``: the
+        dataflow engines' work one after another (``ideal_cycles_total``: with tiles of
+        whole lane groups the events and sweeps cost the same, tile by tile) with the
+        input stages' operations as the processor has them (``image_ops``: an event per
+        non-zero pixel, not per set bit, and without ``keep_current`` once per step), plus
+        ``scan_cycles`` and ``shared_rule_cycles``."""
         lanes = result.lanes
         if lanes != self.lanes and not (isinstance(lanes, dict)
                                         and set(lanes.values()) == {self.lanes}):
             raise ParameterError(f"the golden run used lanes {lanes!r}; this plan has "
                                  f"{self.lanes}")
-        total = result.ideal_cycles_total + self.scan_cycles() + self.shared_rule_cycles()
-        if any(self._replays(p) for p in self.net.populations):
-            if codes is None:
-                raise ParameterError("without keep_current the ideal cycles depend on the "
-                                     "image: pass the codes the golden run had")
-            total = total + self.replay_ops(codes)
-        return total
+        if codes is None or len(codes) != len(result.readout):
+            raise ParameterError("the ideal cycles depend on the image: pass the codes "
+                                 "the golden run had")
+        return (result.ideal_cycles_total - self.image_ops(codes, bit_planes=True)
+                + self.image_ops(codes) + self.scan_cycles() + self.shared_rule_cycles())
 
 
 def _header_values(t: TileDescriptor) -> dict[str, int]:

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..snn.qnet import PIXEL_BITS
 from .serial import KINDS, SerialPlan, TileDescriptor, decode_program, descriptor_words
 
 __all__ = ["SerialMachine", "SerialRun"]
@@ -111,8 +110,8 @@ class SerialMachine:
         bias = self._bias(d, positions, lanes)
         current = bias.copy() if d.has_current else None
         image = [r for r in d.records if r.source_is_image]
-        # The input stage: the image's set bits, once per tile: into the current (GN), or
-        # as the 8 bit-planes of an ILIF's (or a readout's) Horner sum, into V.
+        # The input stage: the image's non-zero pixels, once per tile: into the current
+        # (GN), or into V as an ILIF's (or a readout's) Horner sum of the 8 bit-planes.
         replay = KINDS[d.kind] == "gn" and self.plan.net.method != "ilif" \
             and not d.has_current
         for r in image:
@@ -201,16 +200,15 @@ class SerialMachine:
                 self.count[2] += G
 
     def _pixels(self, d, r, target):
-        """The input stage: every pixel read once, each set bit b an event W << b."""
+        """The input stage: every pixel read once, each non-zero one an event W · code."""
         hw = r.src_height * r.src_width
         for j in range(r.src_channels * hw):
             self.count[1] += 1
             code = int(self.pixels[j])
-            c, rest = divmod(j, hw)
-            y, x = divmod(rest, r.src_width)
-            for b in range(PIXEL_BITS):
-                if code >> b & 1:
-                    self._event(d, r, target, c, y, x, j, 1, b)
+            if code:
+                c, rest = divmod(j, hw)
+                y, x = divmod(rest, r.src_width)
+                self._event(d, r, target, c, y, x, j, code, 0)
 
     def _plane(self, d, r, t, shift, target):
         """Scan step t's plane of the source: every word read once, every non-zero count of

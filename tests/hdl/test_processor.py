@@ -23,17 +23,17 @@ RATIO = 1.15  # issue 19: cycles within 1.15× of the serial ideal
 
 def _overhead(plan) -> int:
     """A bound on the cycles the processor spends beside the ideal ones: per tile its
-    descriptor words and two, its V0 writes, the drains (6 cycles each, around every
+    descriptor words and two, its V0 writes, the drains (7 cycles each, around every
     sweep); per step and projection a scan's start and end and the expander's latency; a
     readout's sweep (the ideal counts its values reported instead)."""
     spec, total = plan.program_fields(), 0
     for t in plan.tiles:
         words = t.height * t.width * t.tile_groups
         sweeps = t.steps_out if KINDS[t.kind] == "ilif" else t.steps_in
-        total += descriptor_words(spec, t) + 2 + words + 6
+        total += descriptor_words(spec, t) + 2 + words + 7
         if KINDS[t.kind] == "readout":
             total += words * plan.sweep_cycles
-        total += t.steps_in * (12 + len(t.records) * 8) + sweeps * 12
+        total += t.steps_in * (12 + len(t.records) * 8) + sweeps * 14
     return total
 
 

@@ -149,9 +149,9 @@ def test_ideal_cycles_follow_the_design_formula(bundled_graph, digits_test, mode
     """docs/serial.md's count, term by term from the golden model's recorded spikes:
     for every tile and step, each source's plane scanned, each non-zero count times the
     output positions it reaches times the tile's lane groups, the tile's fire sweep (P/R
-    cycles a word: the lanes share R rule units); the image's set bits into the first
-    layer once per tile (GN) or as its 8 steps (ILIF: bit-planes; a fire sweep per output
-    bit-plane), and without the current memory the first layer's once per step. The
+    cycles a word: the lanes share R rule units); the image's non-zero pixels (an event
+    each, its code the count) into the first layer once per tile (ILIF: a fire sweep per
+    output bit-plane), and without the current memory once per step. The
     plan's count (the dataflow engines' work one after another plus its scans) must equal
     it sample by sample."""
     net = quantize(convert(bundled_graph(model), method=method, timesteps=2,
@@ -172,9 +172,9 @@ def test_ideal_cycles_follow_the_design_formula(bundled_graph, digits_test, mode
                 assert (q_desc.source, q_desc.kind, q_desc.weights) == (q.source, q.kind,
                                                                          q.weight.size)
                 r = golden.reach(q, shapes[q.source]).to(torch.int64)
-                if q.source == "input":  # the input stage: every set bit of every pixel
+                if q.source == "input":  # the input stage: every non-zero pixel
                     runs = 1 if keep or method == "ilif" else pop.steps_in
-                    planes = [(codes >> b) & 1 for b in range(8)] * runs
+                    planes = [codes] * runs
                     want += runs * codes[0].numel()  # its pixels, read once a run
                     words = 0
                 else:
@@ -196,7 +196,8 @@ def test_ideal_cycles_follow_the_design_formula(bundled_graph, digits_test, mode
         whole = SerialPlan(net, lanes=lanes)
         assert len(plan.layers[0].tiles) > 1
         extra = plan.scan_cycles() - whole.scan_cycles()
-        assert extra > 0 and torch.equal(plan.ideal_cycles(res) - whole.ideal_cycles(res),
+        assert extra > 0 and torch.equal(plan.ideal_cycles(res, codes)
+                                         - whole.ideal_cycles(res, codes),
                                          torch.full_like(want, extra))
 
 
@@ -254,6 +255,11 @@ def test_bad_input_is_refused_by_name():
     with pytest.raises(TypeError, match="needs a QNet"):
         SerialPlan("qnet.json")
     plan = SerialPlan(net, lanes=2)
-    res = golden.run(net, torch.zeros(1, 1, 4, 4, dtype=torch.int64), lanes=4)
+    codes = torch.zeros(1, 1, 4, 4, dtype=torch.int64)
+    res = golden.run(net, codes, lanes=4)
     with pytest.raises(ParameterError, match="lanes 4; this plan has 2"):
-        plan.ideal_cycles(res)
+        plan.ideal_cycles(res, codes)
+    res = golden.run(net, codes, lanes=2)
+    for wrong in (None, torch.zeros(2, 1, 4, 4, dtype=torch.int64)):
+        with pytest.raises(ParameterError, match="pass the codes the golden run had"):
+            plan.ideal_cycles(res, wrong)
