@@ -93,7 +93,7 @@ def check_supported(plan: SerialPlan) -> None:
 
 class PixelScanner(wiring.Component):
     """The image's input stage: reads pixel 0, 1, … of the pixel RAM and sends each
-    non-zero pixel j = (c, y, x) as one event (c, y, x, row j, count = its code, shift 0):
+    non-zero pixel j = (c, y, x) as one event (c, y, x, row j, count = its code):
     the lanes' multipliers take the code whole. Then an end beat. One cycle per pixel,
     plus the start cycle, the first pixel's arrival and the end beat."""
 
@@ -120,8 +120,7 @@ class PixelScanner(wiring.Component):
         done_pixel = Signal()  # the pixel in ``byte`` leaves this cycle
         c, y, x = (Signal(range(max(2, d))) for d in (C, H, W))  # (of pixel j)
         m.d.comb += [self.busy.eq(busy), o.payload.c.eq(c), o.payload.y.eq(y),
-                     o.payload.x.eq(x), o.payload.row.eq(j), o.payload.count.eq(byte),
-                     o.payload.shift.eq(0)]
+                     o.payload.x.eq(x), o.payload.row.eq(j), o.payload.count.eq(byte)]
         with m.If(busy & have):
             with m.If(j == n):
                 m.d.comb += [o.valid.eq(1), o.payload.end.eq(1)]
@@ -237,7 +236,7 @@ class SerialProcessor(wiring.Component):
             "c": range(max(2, self.max_c)), "y": range(max(2, self.max_h)),
             "x": range(max(2, self.max_w)),
             "row": range(max(2, self.max_c * self.max_h * self.max_w)),
-            "count": self.event_bits, "shift": 3, "end": 1})
+            "count": self.event_bits, "end": 1})
 
         # -- memories --------------------------------------------------------------------
         program = plan.program_words()
