@@ -55,10 +55,13 @@ def main(argv=None) -> int:
     points = args.point or DEFAULT_POINTS
     board = boards.get(args.board)
     net = small_cifar_qnet()
-    weight_bits = sum(q.weight.size * q.weight_bits for p in net.populations
-                      for q in p.projections)
+    weights = sum(q.weight.size for p in net.populations for q in p.projections)
+    # (the poolings folded into conv3 and the classifier: each weight stored once)
+    kept = sum(d.weights for layer in SerialPlan(net).layers for d in layer.projections)
+    weight_bits = 8 * kept
     print(f"small CIFAR CNN: {sum(p.size for p in net.populations):,} neurons, "
-          f"{weight_bits // 8:,} weights of 8 bits; {board.title}: "
+          f"{weights:,} weights of 8 bits, {kept:,} stored (poolings kept once); "
+          f"{board.title}: "
           f"{board.device.bram_blocks} block RAMs of {board.device.bram_bits} bits")
     torch.manual_seed(1)
     codes = torch.randint(0, 256, (args.samples, *net.input.shape))

@@ -15,7 +15,7 @@ LUT4s ≈ 6,290.
     hwsnn convert mnist-cnn -o build/mnist-cnn --weight-bits 4 --timesteps 1
     hwsnn build build/mnist-cnn --board icebreaker
     python -c "from hwsnn.snn.random_nets import small_cifar_qnet as q; q().save('build/cifar')"
-    hwsnn build build/cifar --board ulx3s-85f --seed 3   # (at seed 1 nextpnr routes for hours)
+    hwsnn build build/cifar --board ulx3s-85f   # (about 5 min)
     .venv/bin/python benchmarks/serial_sops.py "build/mnist-cnn:icebreaker=MNIST CNN" \
         "build/cifar:ulx3s-85f=small CIFAR CNN" --record
 

@@ -90,7 +90,8 @@ def test_weights_to_load_follow_the_build_the_board_reports(mlp_dir, tmp_path):
 def test_weights_to_load_for_a_serial_build(bundled_graph, tmp_path):
     """A layer-serial build with its weights in SPRAM (``--arch serial``): the two weight
     banks, rebuilt from the report's plan arguments, with the fit check's own layout;
-    every weight of the network appears once in their bytes."""
+    every weight of the network appears once in their bytes (a projection with a pooling
+    folded in, each of its repeated weights once)."""
     from hwsnn import boards
     from hwsnn.flow.build import fit_check_serial
     from hwsnn.flow.infer import stores_for
@@ -112,8 +113,15 @@ def test_weights_to_load_for_a_serial_build(bundled_graph, tmp_path):
     fields = []
     for even, odd in zip(got[0].encode(), got[1].encode() + b"\0", strict=False):
         fields += [even & 15, even >> 4, odd & 15, odd >> 4]
-    weights = [int(w) & 15 for p in net.populations for q in p.projections
-               for w in q.weight.reshape(-1).tolist()]
+    weights = []
+    for layer, pop in zip(fit["plan"].layers, net.populations, strict=True):
+        for d, q in zip(layer.projections, pop.projections, strict=True):
+            f = 1 << d.pool
+            w = q.weight if q.kind == "conv" or len(d.source_shape) != 3 else \
+                q.weight.reshape(q.weight.shape[0], *d.source_shape)
+            w = w[..., ::f, ::f] if d.pool else w
+            weights += [int(v) & 15 for v in w.reshape(-1).tolist()]
+    assert any(d.pool for layer in fit["plan"].layers for d in layer.projections)
     assert fit["plan"].weight_packing == 1.0
     assert sorted(fields[:len(weights)]) == sorted(weights)
 

@@ -59,8 +59,10 @@ def test_bundled_designs(bundled_graph, digits_test, tmp_path, model, method, la
 def test_small_cifar_cnn(tmp_path):
     """Issue 19's small CIFAR CNN (random weights calibrated on random inputs), at a plan
     that fits the ULX3S-85F: 16 lanes sharing 2 rule units, two tiles in each of the first
-    two layers, the input current replayed; 10 random images (about 20 million cycles)."""
-    plan = SerialPlan(small_cifar_qnet(), lanes=16, membrane_words=1024, keep_current=False)
+    two layers, the input current replayed, its weight banks in the 4-bit slices a build
+    takes (one ECP5 block each); 10 random images (about 17 million cycles)."""
+    plan = SerialPlan(small_cifar_qnet(), lanes=16, membrane_words=1024, keep_current=False,
+                      weight_slices=4)
     assert plan.rule_units == 2
     torch.manual_seed(1)
     report = _check(plan, torch.randint(0, 256, (10, 3, 32, 32)), tmp_path, stall=0.1)
@@ -92,8 +94,9 @@ def test_hwsnn_sim_of_a_serial_design(bundled_graph, digits_test, tmp_path, caps
     r = json.loads(capsys.readouterr().out)
     assert r["exact"] and r["samples"] == 6 and r["offset"] == 4
     # (simulated with the weights in the bitstream's memories; a report without the rule
-    # units, as builds before them wrote, gets the default: 1 for 2 lanes)
-    assert r["plan"] == {**args, "rule_units": 1}
+    # units or the weight slices, as builds before them wrote, gets the defaults: 1 for 2
+    # lanes, and whole words)
+    assert r["plan"] == {**args, "rule_units": 1, "weight_slices": 0}
     plan = SerialPlan(net, **args)
     x, _ = digits_test
     ref = golden.run(net, golden.encode(net, x[4:10]), lanes=2)

@@ -229,9 +229,13 @@ def fit_check_serial(net: QNet, board, lanes=None, weights: str = "auto") -> dic
             check_supported(base)
             for loadable in places:
                 plan = base.with_loadable(loadable)
-                result = _serial_fit(plan, dev)
-                if result["fits"]:
-                    return result
+                # (block-RAM weights: banks cut into one-block slices first, no cascade
+                # multiplexers, when the blocks they take more still fit)
+                slices = 0 if loadable else plan.slices_for(dev.bram_modes)
+                for bits in (slices, 0) if slices else (0,):
+                    result = _serial_fit(plan.with_weight_slices(bits), dev)
+                    if result["fits"]:
+                        return result
     return result
 
 

@@ -264,9 +264,11 @@ class SerialProcessor(wiring.Component):
         px_rd = xmem.read_port(transparent_for=())
 
         # -- sources and the expander -----------------------------------------------------
+        descs = [d for layer in plan.layers for d in layer.projections]
         m.submodules.plane_scan = pscan = PlaneScanner(
             lanes=P, bits=B, max_channels=self.max_c, max_height=self.max_h,
-            max_width=self.max_w, addr_width=bits_for(self.pdepth - 1))
+            max_width=self.max_w, addr_width=bits_for(self.pdepth - 1),
+            max_pool=max(d.pool for d in descs))
         m.submodules.pixel_scan = xscan = PixelScanner(plan.net.input.shape, ev_layout)
         m.d.comb += [pl_rd.addr.eq(pscan.rd_addr), pl_rd.en.eq(pscan.rd_en),
                      pscan.rd_data.eq(pl_rd.data), px_rd.addr.eq(xscan.rd_addr),
@@ -274,8 +276,7 @@ class SerialProcessor(wiring.Component):
         m.submodules.expander = ex = TileExpander(
             lanes=P, max_channels=self.max_c, max_height=self.max_h, max_width=self.max_w,
             max_source_channels=self.max_c,
-            max_kernel=max([q.kernel for p in plan.net.populations for q in p.projections]),
-            max_stride=max([q.stride for p in plan.net.populations for q in p.projections]),
+            max_kernel=max(d.kernel for d in descs), max_stride=max(d.stride for d in descs),
             field_width=self.field_bits,
             addr_width=bits_for(max(self.mdepth, self.max_h * self.max_w * self.max_groups) - 1),
             count_bits=self.event_bits, shift_bits=3)
@@ -310,7 +311,7 @@ class SerialProcessor(wiring.Component):
         m.d.sync += src_base.eq(rec.source_plane + t * rec.source_step)
         m.d.comb += [scfg.base.eq(src_base),
                      scfg.channels.eq(rec.src_channels), scfg.height.eq(rec.src_height),
-                     scfg.width.eq(rec.src_width),
+                     scfg.width.eq(rec.src_width), scfg.pool.eq(rec.pool),
                      scfg.groups.eq((rec.src_channels + P - 1) >> self.log_p)]
         # Events: from the image's scanner or the plane's, end beats kept for the control.
         src_valid, src_end = Signal(), Signal()
@@ -383,11 +384,30 @@ class SerialProcessor(wiring.Component):
                 m.d.comb += [store.w.en.eq(ld.en & (ld.sel == bank)), store.w.addr.eq(ld.addr),
                              store.w.byte.eq(ld.byte), store.w.data.eq(ld.data)]
                 banks.append((store.r.addr, store.r.data))
+            elif self.plan.weight_slices:  # (each slice one block RAM: no cascade)
+                banks.append(self._sliced_bank(m, bank, spec.depth, wshape))
             else:
                 m.submodules[f"wbank{bank}"] = mem = memory.Memory(
                     shape=wshape, depth=spec.depth, init=spec.words)
                 banks.append(registered_read(m, mem, name=f"w{bank}_rd"))
         return banks
+
+    def _sliced_bank(self, m, bank, depth, wshape):
+        """Weight bank ``bank`` as memories of ``plan.weight_slices`` bits (the last one the
+        rest), read at one address: their data side by side is the word."""
+        width, step = wshape.size, self.plan.weight_slices
+        words = (self.plan.memory_words("weights") + [0])[bank::2]
+        addr = Signal(range(max(2, depth)), name=f"w{bank}_addr")
+        parts = []
+        for k, lo in enumerate(range(0, width, step)):
+            bits = min(step, width - lo)
+            m.submodules[f"wbank{bank}_{k}"] = mem = memory.Memory(
+                shape=unsigned(bits), depth=depth,
+                init=[(w >> lo) & ((1 << bits) - 1) for w in words])
+            a, d = registered_read(m, mem, name=f"w{bank}_rd{k}")
+            m.d.comb += a.eq(addr)
+            parts.append(d)
+        return addr, data.View(wshape, Cat(*parts))
 
     # -- control ----------------------------------------------------------------------------
     def _control(self, m, w):
@@ -734,8 +754,8 @@ class SerialProcessor(wiring.Component):
             own = s5.sub == p // R  # (the sweep's issue that brings lane p to a unit)
             with m.If(s5.kind == ACC):
                 m.d.sync += res6[p].eq(val5[p])
-            with m.Elif(s5.kind == INIT):  # (V0 for GN; ILIF and readouts start at 0)
-                m.d.sync += res6[p].eq(Mux(head.kind == KINDS.index("gn"), head.v0, 0))
+            with m.Elif(s5.kind == INIT):  # (V0 for GN and readouts; ILIF starts at 0)
+                m.d.sync += res6[p].eq(Mux(head.kind == KINDS.index("ilif"), 0, head.v0))
             with m.Elif(readout):
                 m.d.sync += res6[p].eq(val5[p])  # (reported from here)
             with m.Elif(own):  # (a sweep's other lanes keep their results)

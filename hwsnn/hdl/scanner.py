@@ -14,6 +14,12 @@ in ascending lane order; an event is (c, y, x, row, count) with c = g·P + lane 
 row = (y·W + x)·C + c, the row of a dense weight matrix whose source rows are ordered by
 position, then channel. So the events come in ascending row order.
 
+Pooling: with ``pool`` = log2 f configured (a projection whose weights have an f×f
+average pooling folded in, ``serial.pool_factor``), an event at (y, x) is sent at
+(y >> pool, x >> pool), the position of the pooled map of ⌈H/f⌉ × ⌈W/f⌉, and its row is
+that map's: ((y >> pool)·⌈W/f⌉ + (x >> pool))·C + c. The words, the order and the cycles
+are the same as without.
+
 Cycle cost: one cycle per event, and one per word whose real lanes are all zero, plus
 ``SCAN_OVERHEAD`` = 3 cycles a plane (the start cycle, which reads word 0; the cycle word 0
 arrives and is registered; the end beat): ``scan_cycles``, counted from the ``start`` cycle
@@ -117,11 +123,16 @@ def _fields(words, shape, lanes, bits):
                   for lane, c in enumerate(range(g * lanes, min(C, g * lanes + lanes)))]
 
 
-def scan_events(words, shape, lanes: int, bits: int) -> list[tuple[int, int, int, int, int]]:
-    """The events (c, y, x, row, count) a scan of the plane in ``words`` yields, in order;
-    padding lanes are ignored whatever they hold."""
+def scan_events(words, shape, lanes: int, bits: int,
+                pool: int = 0) -> list[tuple[int, int, int, int, int]]:
+    """The events (c, y, x, row, count) a scan of the plane in ``words`` yields, in order,
+    with positions and rows of the map pooled 2^``pool``-fold; padding lanes are ignored
+    whatever they hold."""
     C, H, W = _shape3(shape)
-    return [(c, y, x, (y * W + x) * C + c, count)
+    if isinstance(pool, bool) or not isinstance(pool, int) or pool < 0:
+        raise ValueError(f"pool must be a non-negative integer, not {pool!r}")
+    wp = -(-W >> pool)  # ⌈W / f⌉
+    return [(c, y >> pool, x >> pool, ((y >> pool) * wp + (x >> pool)) * C + c, count)
             for _, fields in _fields(words, shape, lanes, bits)
             for c, y, x, count in fields if count]
 
@@ -134,14 +145,16 @@ def scan_cycles(words, shape, lanes: int, bits: int) -> int:
 
 
 def scan_config_layout(addr_width: int, max_channels: int, max_height: int,
-                       max_width: int, lanes: int) -> data.StructLayout:
-    """A plane to scan: its first word's address, its shape and its lane groups."""
+                       max_width: int, lanes: int, max_pool: int = 0) -> data.StructLayout:
+    """A plane to scan: its first word's address, its shape, its lane groups and the
+    pooling (log2 f) of its events' positions."""
     return data.StructLayout({
         "base": unsigned(addr_width),
         "channels": unsigned(bits_for(max_channels)),
         "height": unsigned(bits_for(max_height)),
         "width": unsigned(bits_for(max_width)),
-        "groups": unsigned(bits_for(lane_groups(max_channels, lanes)))})
+        "groups": unsigned(bits_for(lane_groups(max_channels, lanes))),
+        "pool": unsigned(bits_for(max_pool))})
 
 
 def scan_event_layout(bits: int, max_channels: int, max_height: int,
@@ -162,12 +175,13 @@ class PlaneScanner(wiring.Component):
 
     Parameters (keyword-only): ``lanes`` (P), ``bits`` (B, bits of a count),
     ``max_channels``, ``max_height``, ``max_width`` (the largest plane's C, H, W),
-    ``addr_width`` (the plane memory's address bits).
+    ``addr_width`` (the plane memory's address bits), ``max_pool`` (the largest ``pool``,
+    0 by default: no pooling logic).
 
     Members:
     ``cfg`` (In ``scan_config_layout``): the plane: ``base``, ``channels`` C, ``height``
-    H, ``width`` W (each at least 1, at most its maximum) and ``groups`` (⌈C / P⌉);
-    held from ``start`` until the end beat is taken.
+    H, ``width`` W (each at least 1, at most its maximum), ``groups`` (⌈C / P⌉) and
+    ``pool`` (at most ``max_pool``); held from ``start`` until the end beat is taken.
     ``start`` (In): a one-cycle pulse while idle starts a scan (ignored while busy).
     ``busy`` (Out): high from the cycle after ``start`` to the cycle the end beat is taken.
     ``rd_addr``, ``rd_en`` (Out), ``rd_data`` (In, P·B bits): a synchronous read port with
@@ -188,17 +202,19 @@ class PlaneScanner(wiring.Component):
     """
 
     def __init__(self, *, lanes: int, bits: int, max_channels: int, max_height: int,
-                 max_width: int, addr_width: int):
+                 max_width: int, addr_width: int, max_pool: int = 0):
         for name, value in (("lanes", lanes), ("bits", bits), ("max_channels", max_channels),
                             ("max_height", max_height), ("max_width", max_width),
                             ("addr_width", addr_width)):
             _positive(name, value)
-        self.lanes, self.bits = lanes, bits
+        if isinstance(max_pool, bool) or not isinstance(max_pool, int) or max_pool < 0:
+            raise TypeError(f"max_pool must be a non-negative integer, not {max_pool!r}")
+        self.lanes, self.bits, self.max_pool = lanes, bits, max_pool
         self.max_channels, self.max_height, self.max_width = max_channels, max_height, max_width
         self.addr_width = addr_width
         super().__init__({
             "cfg": In(scan_config_layout(addr_width, max_channels, max_height, max_width,
-                                         lanes)),
+                                         lanes, max_pool)),
             "start": In(1),
             "busy": Out(1),
             "rd_addr": Out(addr_width),
@@ -229,6 +245,17 @@ class PlaneScanner(wiring.Component):
         pos = Signal(range((self.max_height * self.max_width - 1) * self.max_channels + 1))
         last_g, last_x = g == cfg.groups - 1, x == cfg.width - 1
         last_word = last_g & last_x & (y == cfg.height - 1)
+        # Pooling: pos is the pooled position's first row, ((y >> pool)·⌈W/f⌉ + (x >>
+        # pool))·C; it moves on by C where x + 1 (or at a row's end y + 1) is a multiple
+        # of f, else back to the start of the pooled row (row_pos) at a row's end.
+        if self.max_pool:
+            f_mask = Signal(range(1 << self.max_pool))  # f − 1
+            m.d.comb += f_mask.eq((Const(1, 1 << self.max_pool) << cfg.pool) - 1)
+            row_pos = Signal.like(pos)
+            x_edge, y_edge = ((x + 1) & f_mask) == 0, ((y + 1) & f_mask) == 0
+            at_y, at_x = y >> cfg.pool, x >> cfg.pool
+        else:
+            at_y, at_x = y, x
 
         # Scan register: a word straight from rd_data, with its place in the plane.
         word = Signal(P * B)
@@ -267,17 +294,30 @@ class PlaneScanner(wiring.Component):
         with m.If(advance):
             m.d.sync += [have.eq(fresh), fresh.eq(fetch), sent.eq(0)]
             with m.If(fresh):
-                m.d.sync += [word.eq(self.rd_data), s_c0.eq(c0), s_y.eq(y), s_x.eq(x),
-                             s_pos.eq(pos),
+                m.d.sync += [word.eq(self.rd_data), s_c0.eq(c0), s_y.eq(at_y),
+                             s_x.eq(at_x), s_pos.eq(pos),
                              real.eq(Cat(c0 + p < cfg.channels for p in range(P)))]
         with m.If(fetch):
             m.d.sync += addr.eq(addr + 1)
             with m.If(last_g):
-                m.d.sync += [g.eq(0), c0.eq(0), pos.eq(pos + cfg.channels)]
+                m.d.sync += [g.eq(0), c0.eq(0)]
                 with m.If(last_x):
                     m.d.sync += [x.eq(0), y.eq(y + 1)]
+                    if self.max_pool:
+                        with m.If(y_edge):
+                            m.d.sync += [pos.eq(pos + cfg.channels),
+                                         row_pos.eq(pos + cfg.channels)]
+                        with m.Else():
+                            m.d.sync += pos.eq(row_pos)
+                    else:
+                        m.d.sync += pos.eq(pos + cfg.channels)
                 with m.Else():
                     m.d.sync += x.eq(x + 1)
+                    if self.max_pool:
+                        with m.If(x_edge):
+                            m.d.sync += pos.eq(pos + cfg.channels)
+                    else:
+                        m.d.sync += pos.eq(pos + cfg.channels)
             with m.Else():
                 m.d.sync += [g.eq(g + 1), c0.eq(c0 + P)]
         with m.If(taken & end):
@@ -286,4 +326,6 @@ class PlaneScanner(wiring.Component):
             m.d.sync += [busy.eq(1), fresh.eq(1), have.eq(0), sent.eq(0),
                          addr.eq(cfg.base + 1), g.eq(0), c0.eq(0), y.eq(0), x.eq(0),
                          pos.eq(0)]
+            if self.max_pool:
+                m.d.sync += row_pos.eq(0)
         return m

@@ -45,6 +45,7 @@ from .estimate import blocks_for
 
 __all__ = ["SerialPlan", "LayerDescriptor", "ProjectionDescriptor", "TileDescriptor",
            "ProjectionRecord", "Region", "count_bits", "default_rule_units", "plane_bits",
+           "pool_factor", "pooled_weights",
            "decode_program",
            "descriptor_words", "KINDS", "PROGRAM_WIDTH", "HEADER_FIELDS", "RECORD_FIELDS"]
 
@@ -104,6 +105,8 @@ class ProjectionDescriptor:
     weight_field: int  # the first weight's field in the weight memory
     weights: int  # its weights (fields)
     source_plane: int  # word address of the source's first plane (the image: pixel 0)
+    pool: int = 0  # log2 f: an f×f average pooling folded into its weights, kept once
+    # (``pool_factor``); kernel, stride and padding are then the pooled grid's
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ HEADER_FIELDS = _HEADER = (
     "plane_step", "has_current", "projections", "last")
 RECORD_FIELDS = _PROJECTION = (
     "source_is_image", "conv", "src_channels", "src_height", "src_width", "source_plane",
-    "source_step", "kernel", "stride", "padding", "weight_field", "weight_shift")
+    "source_step", "kernel", "stride", "padding", "weight_field", "weight_shift", "pool")
 _SIGNED = {"v0"}
 
 
@@ -155,6 +158,7 @@ class ProjectionRecord:
     padding: int
     weight_field: int
     weight_shift: int
+    pool: int  # log2 f: the source's events at (y >> pool, x >> pool), row of that grid
 
 
 @dataclass(frozen=True)
@@ -231,6 +235,13 @@ class SerialPlan:
     UP5K, which the bitstream cannot fill) instead of initialised by the bitstream;
     ``stores`` then lists it (``weight_stores``) as the link numbers its stores.
 
+    ``weight_slices``: the bits of each block-RAM weight bank's slices, each its own
+    memory of the bank's depth (0: one memory a bank). A bank deeper than one block RAM
+    is otherwise a cascade of blocks behind multiplexers in logic; cut into slices as wide
+    as the device's block holds at that depth (``slices_for``), each slice is one block
+    and no multiplexer is left (the fit check tries this first). The same weights and
+    cycles either way; run-time stores (``loadable``) are never sliced.
+
     ``rule_units``: the neuron-rule units R the P lanes share (a power of two dividing P):
     a fire sweep spends P/R cycles (``sweep_cycles``) on each membrane word, R lanes a
     cycle. None: ``default_rule_units(P)``, P/8 (at least 1): the sweeps are about 1 % of
@@ -239,7 +250,7 @@ class SerialPlan:
 
     def __init__(self, net: QNet, lanes: int = 16, *, membrane_words: int | None = None,
                  keep_current: bool = True, loadable: bool = False,
-                 rule_units: int | None = None):
+                 rule_units: int | None = None, weight_slices: int = 0):
         if not isinstance(net, QNet):
             raise TypeError(f"SerialPlan needs a QNet, not {type(net).__name__}")
         if net.version != FORMAT_VERSION:
@@ -276,8 +287,13 @@ class SerialPlan:
                 or rule_units & (rule_units - 1) or lanes % rule_units):
             raise ParameterError(f"rule_units must be a power of two that divides the "
                                  f"{lanes} lanes, not {rule_units!r}")
+        if isinstance(weight_slices, bool) or not isinstance(weight_slices, int) \
+                or weight_slices < 0:
+            raise ParameterError(f"weight_slices must be a number of bits (0: whole words), "
+                                 f"not {weight_slices!r}")
         self.net, self.lanes, self.keep_current = net, lanes, keep_current
         self.loadable = loadable
+        self.weight_slices = weight_slices
         self.rule_units = rule_units
         self.sweep_cycles = lanes // rule_units  # per membrane word of a fire sweep
         self.membrane_words = membrane_words  # (as asked: ``memories`` has the depth)
@@ -295,11 +311,13 @@ class SerialPlan:
         for pop in net.populations:
             projs = []
             for i, q in enumerate(pop.projections):
-                n = int(q.weight.size)
+                pool = pool_factor(q, shapes[q.source])
+                f = 1 << pool if q.kind == "conv" else 1  # (the kernel's pooled grid)
+                n = int(pooled_weights(q, shapes[q.source], pool).size)
                 plane = 0 if q.source == INPUT else planes[q.source].base
                 projs.append(ProjectionDescriptor(
-                    q.source, q.kind, shapes[q.source], q.kernel, q.stride, q.padding,
-                    q.weight_bits, q.weight_shift, field, n, plane))
+                    q.source, q.kind, shapes[q.source], q.kernel // f, q.stride // f,
+                    q.padding // f, q.weight_bits, q.weight_shift, field, n, plane, pool))
                 self.regions.append(Region("weights", f"{pop.name}.{i}", field // lanes,
                                            _span(field, n, lanes), n * q.weight_bits))
                 field += n
@@ -420,7 +438,7 @@ class SerialPlan:
                 records.append(ProjectionRecord(
                     int(q.source == INPUT), int(q.kind == "conv"), c, h, w, q.source_plane,
                     0 if q.source == INPUT else self._plane_words(q.source),
-                    q.kernel, q.stride, q.padding, q.weight_field, q.weight_shift))
+                    q.kernel, q.stride, q.padding, q.weight_field, q.weight_shift, q.pool))
             for c0, c1 in layer.tiles:
                 out.append(TileDescriptor(
                     KINDS.index(pop.kind), pop.threshold, pop.group_size, pop.v0,
@@ -464,15 +482,17 @@ class SerialPlan:
     # -- memory images --------------------------------------------------------------------
     def weight_fields(self) -> np.ndarray:
         """Every weight as stored (weight >> its shift), in field order: a dense row per
-        source neuron in plane order ((y·W + x)·C + c), a convolution's per tap."""
+        source neuron in plane order ((y·W + x)·C + c), a convolution's per tap; a
+        projection with a pooling folded in (``pool_factor``) keeps each weight once, its
+        rows those of the pooled grid."""
         out = np.zeros(self.weight_field_count, dtype=np.int64)
         for layer, pop in zip(self.layers, self.net.populations, strict=True):
             for desc, q in zip(layer.projections, pop.projections, strict=True):
-                w = np.asarray(q.stored, dtype=np.int64)
+                w = pooled_weights(q, desc.source_shape, desc.pool)
                 if q.kind == "dense":
                     n_out = w.shape[0]
                     if q.source != INPUT:  # source rows into plane order
-                        c, h, wd = _geometry(desc.source_shape)
+                        c, h, wd = w.shape[1:]
                         w = w.reshape(n_out, c, h * wd).transpose(0, 2, 1).reshape(n_out, -1)
                     rows = w.T  # [rows, outputs]
                 else:
@@ -526,10 +546,38 @@ class SerialPlan:
 
     def arguments(self) -> dict:
         """``lanes``, ``membrane_words`` (as asked), ``keep_current``, ``loadable``,
-        ``rule_units``: ``SerialPlan(net, **plan.arguments())`` makes this plan again."""
+        ``rule_units``, ``weight_slices``: ``SerialPlan(net, **plan.arguments())`` makes
+        this plan again."""
         return {"lanes": self.lanes, "membrane_words": self.membrane_words,
                 "keep_current": self.keep_current, "loadable": self.loadable,
-                "rule_units": self.rule_units}
+                "rule_units": self.rule_units, "weight_slices": self.weight_slices}
+
+    @property
+    def bank_depth(self) -> int:
+        """Words of the deeper weight bank (the even one: the image's words and a zero
+        word after them, split even and odd)."""
+        return -(-(self.memories["weights"][1] + 1) // 2)
+
+    def slices_for(self, modes) -> int:
+        """The ``weight_slices`` that make each slice of a weight bank one block RAM of a
+        device with block ``modes`` ((depth, width) configurations), the fewest blocks
+        (the widest mode as deep as a bank); 0 when no mode is that deep, or when one
+        block already holds a whole word."""
+        width, depth = self.lanes * self.weight_bits, self.bank_depth
+        deep = [w for d, w in modes if d >= depth]
+        if not deep or max(deep) >= width:
+            return 0
+        return max(deep)
+
+    def with_weight_slices(self, bits: int) -> SerialPlan:
+        """The same plan with its block-RAM weight banks cut into slices of ``bits`` bits
+        (0: whole)."""
+        if isinstance(bits, bool) or not isinstance(bits, int) or bits < 0:
+            raise ParameterError(f"weight_slices must be a number of bits (0: whole words), "
+                                 f"not {bits!r}")
+        other = copy.copy(self)
+        other.weight_slices = bits
+        return other
 
     def with_loadable(self, loadable: bool) -> SerialPlan:
         """The same plan with its weights loaded at run time (or not)."""
@@ -711,6 +759,52 @@ def _words(values: np.ndarray, bits: int, lanes: int) -> list[int]:
             word |= (int(v) & mask) << (lane * bits)
         out.append(word)
     return out
+
+
+def _blocks(w: np.ndarray, f: int, h: int, wd: int) -> np.ndarray:
+    """``w`` [.., h, wd] rebuilt from its every f-th row and column, each repeated f×f."""
+    top = w[..., ::f, ::f]
+    return np.repeat(np.repeat(top, f, axis=-2), f, axis=-1)[..., :h, :wd]
+
+
+def pool_factor(q, source_shape) -> int:
+    """log2 of the largest power of two f for which ``q``'s weights hold an f×f average
+    pooling of its source folded in: every weight repeated over aligned f×f blocks (a
+    convolution's kernel taps, with kernel, stride and padding multiples of f; a dense
+    projection's source positions, ``source_shape`` [C, H, W]). Then an event at (y, x) is
+    one at (y >> log2 f, x >> log2 f) of a map f times smaller, under the kernel, stride
+    and padding divided by f, and each weight is stored once. 0 for the image's
+    projections and for any other."""
+    if q.source == INPUT:
+        return 0
+    w = np.asarray(q.stored)
+    if q.kind == "conv":  # (f up to the kernel)
+        h = wd = limit = q.kernel
+        steps = (q.kernel, q.stride, q.padding)
+    else:  # (f up to the first that leaves one position: any larger is the same)
+        c, h, wd = _geometry(source_shape)
+        w = w.reshape(w.shape[0], c, h, wd)
+        limit, steps = 2 * max(h, wd) - 1, ()
+    pool = 0
+    while (f := 2 << pool) <= limit and not any(v % f for v in steps) \
+            and np.array_equal(_blocks(w, f, h, wd), w):
+        pool += 1
+    return pool
+
+
+def pooled_weights(q, source_shape, pool: int) -> np.ndarray:
+    """``q``'s weights as stored (``QProjection.stored``), each kept once under its pooling
+    (``pool_factor``): a convolution's [C_out, C_in, K/f, K/f]; a dense projection's from a
+    population [N, C, ⌈H/f⌉, ⌈W/f⌉] (a vector source: [N, C, 1, 1]); from the image, as
+    stored."""
+    w = np.asarray(q.stored, dtype=np.int64)
+    f = 1 << pool
+    if q.kind == "conv":
+        return w[..., ::f, ::f]
+    if q.source == INPUT:
+        return w
+    c, h, wd = _geometry(source_shape)
+    return w.reshape(w.shape[0], c, h, wd)[..., ::f, ::f]
 
 
 def _bias_per_channel(pop: QPopulation) -> bool:

@@ -106,7 +106,8 @@ class SerialMachine:
         kind = KINDS[d.kind]
         positions = d.height * d.width
         lanes = G * P
-        v = np.full((positions, lanes), d.v0 if kind == "gn" else 0, dtype=np.int64)
+        # (V0 for GN and readouts; an ILIF adds its offset after accumulating instead)
+        v = np.full((positions, lanes), d.v0 if kind != "ilif" else 0, dtype=np.int64)
         bias = self._bias(d, positions, lanes)
         current = bias.copy() if d.has_current else None
         image = [r for r in d.records if r.source_is_image]
@@ -212,18 +213,22 @@ class SerialMachine:
 
     def _plane(self, d, r, t, shift, target):
         """Scan step t's plane of the source: every word read once, every non-zero count of
-        a real channel an event, in (y, x, c) order."""
+        a real channel an event, in (y, x, c) order; with a pooling folded into the weights
+        (``r.pool``), at its position and row of the pooled map."""
         groups = -(-r.src_channels // self.lanes)
         words = r.src_height * r.src_width * groups
         base = r.source_plane + t * words
+        pooled_width = -(-r.src_width >> r.pool)
         for a in range(words):
             self.count[1] += 1
             pos, g = divmod(a, groups)
             y, x = divmod(pos, r.src_width)
+            y, x = y >> r.pool, x >> r.pool
             for lane in np.nonzero(self.planes[base + a])[0]:
                 c = g * self.lanes + int(lane)
                 if c < r.src_channels:
-                    self._event(d, r, target, c, y, x, pos * r.src_channels + c,
+                    self._event(d, r, target, c, y, x,
+                                (y * pooled_width + x) * r.src_channels + c,
                                 int(self.planes[base + a, lane]), shift)
 
     def _write(self, d, t, counts, recorded):

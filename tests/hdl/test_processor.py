@@ -128,3 +128,32 @@ def test_what_it_does_not_run_yet_is_refused_by_name(bundled_graph):
         check_supported(SerialPlan(gn, lanes=4))
     with pytest.raises(ParameterError, match="power of two lanes, not 3"):
         check_supported(SerialPlan(gn, lanes=3, keep_current=False))
+
+
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_folded_poolings(lanes):
+    """A network whose poolings are folded into its weights (test_serial's: a 2×2 pooling
+    into a 6×6 kernel, another into dense rows over an odd map, a global one), each weight
+    stored once and the plane scanner sending the pooled map's events; its readout starts
+    at a non-zero V0: bit for bit."""
+    from .test_serial import _pooled_net
+
+    net = _pooled_net()
+    plan = SerialPlan(net, lanes=lanes, keep_current=False)
+    assert [d.pool for layer in plan.layers for d in layer.projections] == [0, 1, 1, 1]
+    assert net.populations[-1].v0 != 0
+    codes = torch.randint(0, 256, (3, 1, 5, 5), generator=torch.Generator().manual_seed(4))
+    _check(plan, codes, seed=lanes)
+
+
+@pytest.mark.parametrize("model,lanes,bits", [("digits-mlp", 4, 5), ("digits-cnn", 8, 16)])
+def test_weight_banks_in_slices(bundled_graph, digits_test, model, lanes, bits):
+    """Block-RAM weight banks cut into memories of ``weight_slices`` bits (the last one
+    narrower where the word is not a multiple: 32 = 6·5 + 2), one address for all:
+    bit for bit as whole words."""
+    net = quantize(convert(bundled_graph(model), method="gn", timesteps=2, group_size=4,
+                           progress=False))
+    plan = SerialPlan(net, lanes=lanes, keep_current=False, weight_slices=bits)
+    assert plan.lanes * plan.weight_bits % bits == (2 if model == "digits-mlp" else 0)
+    x, _ = digits_test
+    _check(plan, golden.encode(net, x[:1]), seed=bits)

@@ -1,7 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """Lane-group planes: the Python packing and scan against a hand-worked plane and an
-independent numpy computation; PlaneScanner on an amaranth Memory holding many planes amid
-garbage, against ``scan_events`` under random back-pressure, and its exact cycles."""
+independent numpy computation, pooled or not; PlaneScanner on an amaranth Memory holding
+many planes amid garbage, each with its own pooling, against ``scan_events`` under random
+back-pressure, and its exact cycles."""
 
 import gc
 import random
@@ -21,7 +22,7 @@ from hwsnn.hdl.scanner import (
     scan_events,
 )
 
-MAX_C, MAX_H, MAX_W, ADDR_WIDTH = 20, 4, 5, 10
+MAX_C, MAX_H, MAX_W, ADDR_WIDTH, MAX_POOL = 20, 4, 5, 10, 2
 FORMATS = [(p, b) for p in (1, 3, 4, 8) for b in (1, 2, 4)]
 
 
@@ -50,6 +51,10 @@ def test_hand_worked_plane():
     assert pack_lane_plane(np.array([0, 1, 2, 3, 4]), 2, 3) == [0 | 1 << 3, 2 | 3 << 3, 4]
     assert scan_events([8, 26, 4 | 7 << 3], (5,), 2, 3) == [
         (1, 0, 0, 1, 1), (2, 0, 0, 2, 2), (3, 0, 0, 3, 3), (4, 0, 0, 4, 4)]
+    # Pooled 2×2, the map is [4, 1, 1]: x = 1 is pooled x 0, so c3's second count has row
+    # 3 (the same as its first); the other events are unchanged.
+    assert scan_events(HAND_GARBAGE, (4, 1, 2), 3, 2, pool=1) == HAND_EVENTS[:3] + [
+        (3, 0, 0, 3, 1)]
 
 
 def _random_counts(rng, shape, bits, kind):
@@ -84,11 +89,22 @@ def _with_garbage(rng, words, shape, lanes, bits):
     return out
 
 
+def _pooled(events, shape, pool):
+    """``events`` (c, y, x, row, count) of a map ``shape`` moved to its 2^pool-fold pooled
+    map: computed from the pooled map's own shape with numpy's index arithmetic."""
+    C, H, W = (tuple(shape) + (1, 1))[:3]
+    f = 1 << pool
+    hp, wp = -(-H // f), -(-W // f)
+    return [(c, y // f, x // f, int(np.ravel_multi_index((y // f, x // f, c), (hp, wp, C))),
+             n) for c, y, x, _, n in events]
+
+
 @pytest.mark.parametrize("lanes,bits", FORMATS)
 def test_pack_and_scan_against_numpy(lanes, bits):
     """Each field of each packed word holds its channel's count (padding zero); the scan's
     events are numpy's non-zero counts in row order (position, then channel) and its
-    cycles the per-word maxima, whatever the padding lanes hold."""
+    cycles the per-word maxima, whatever the padding lanes hold; pooled 2- and 4-fold, the
+    same events at the pooled map's positions and rows."""
     rng = np.random.default_rng(lanes * 10 + bits)
     for shape in _shapes(lanes):
         for kind in ("random", "zero", "full", "sparse"):
@@ -120,6 +136,9 @@ def test_pack_and_scan_against_numpy(lanes, bits):
             for plane in (words, garbage):
                 assert scan_events(plane, shape, lanes, bits) == want
                 assert scan_cycles(plane, shape, lanes, bits) == cycles
+                for pool in (1, 2):
+                    assert scan_events(plane, shape, lanes, bits, pool) == \
+                        _pooled(want, shape, pool)
 
 
 def test_bad_planes_are_refused():
@@ -139,6 +158,8 @@ def test_bad_planes_are_refused():
         scan_cycles([0, 64, 0, 0], (4, 1, 2), 3, 2)
     with pytest.raises(ValueError, match="W of shape"):
         scan_events([], (4, 1, 0), 3, 2)
+    with pytest.raises(ValueError, match="pool must be a non-negative integer, not -1"):
+        scan_events([0, 0, 0, 0], (4, 1, 2), 3, 2, -1)
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -147,7 +168,8 @@ def test_bad_planes_are_refused():
     ({"max_channels": 2.0}, "max_channels must be a positive integer, not 2.0"),
     ({"max_height": -1}, "max_height must be a positive integer, not -1"),
     ({"max_width": None}, "max_width must be a positive integer, not None"),
-    ({"addr_width": 0}, "addr_width must be a positive integer, not 0")])
+    ({"addr_width": 0}, "addr_width must be a positive integer, not 0"),
+    ({"max_pool": -1}, "max_pool must be a non-negative integer, not -1")])
 def test_bad_parameters_are_refused(kwargs, message):
     params = dict(lanes=4, bits=2, max_channels=8, max_height=2, max_width=2, addr_width=4)
     with pytest.raises(TypeError, match=message):
@@ -160,7 +182,7 @@ class _Top(Elaboratable):
 
     def __init__(self, lanes, bits, init):
         self.dut = PlaneScanner(lanes=lanes, bits=bits, max_channels=MAX_C, max_height=MAX_H,
-                                max_width=MAX_W, addr_width=ADDR_WIDTH)
+                                max_width=MAX_W, addr_width=ADDR_WIDTH, max_pool=MAX_POOL)
         self.mem = Memory(shape=unsigned(lanes * bits), depth=1 << ADDR_WIDTH, init=init)
 
     def elaborate(self, platform):
@@ -174,8 +196,8 @@ class _Top(Elaboratable):
 
 def _layout(rng, lanes, bits, shapes, kinds):
     """Planes of the given shapes and kinds at their own bases in shuffled order, in a
-    memory of random words, with garbage in every padding lane. Returns the memory and
-    [(base, (C, H, W), words)]."""
+    memory of random words, with garbage in every padding lane, each scanned with a pooling
+    of 0 … MAX_POOL. Returns the memory and [(base, (C, H, W), words, pool)]."""
     mem = [int(w) for w in rng.integers(0, 1 << (lanes * bits), 1 << ADDR_WIDTH)]
     planes, base = [], int(rng.integers(0, 4))
     for shape in shapes:
@@ -185,7 +207,7 @@ def _layout(rng, lanes, bits, shapes, kinds):
             words = _with_garbage(rng, pack_lane_plane(counts, lanes, bits), (C, H, W),
                                   lanes, bits)
             mem[base:base + len(words)] = words
-            planes.append((base, (C, H, W), words))
+            planes.append((base, (C, H, W), words, int(rng.integers(0, MAX_POOL + 1))))
             base += len(words) + int(rng.integers(0, 3))
     assert base <= 1 << ADDR_WIDTH
     order = rng.permutation(len(planes))
@@ -216,7 +238,7 @@ def _scan(lanes, bits, mem, planes, seed, busy):
     dut = top.dut
     rng = random.Random(seed)
     got, reads, spans, faults = [], [], [], []
-    limit = 20 * sum(len(w) * (lanes + 1) + SCAN_OVERHEAD + 4 for _, _, w in planes)
+    limit = 20 * sum(len(w) * (lanes + 1) + SCAN_OVERHEAD + 4 for _, _, w, _ in planes)
 
     async def bench(ctx):
         k, started, waiting, gap = 0, None, None, 0
@@ -225,9 +247,9 @@ def _scan(lanes, bits, mem, planes, seed, busy):
                 break
             start = started is None and gap == 0
             if start:
-                base, (C, H, W), words = planes[k]
+                base, (C, H, W), words, pool = planes[k]
                 ctx.set(dut.cfg, {"base": base, "channels": C, "height": H, "width": W,
-                                  "groups": lane_groups(C, lanes)})
+                                  "groups": lane_groups(C, lanes), "pool": pool})
                 started = cycle
             elif started is None:
                 gap -= 1
@@ -271,9 +293,9 @@ def _scan(lanes, bits, mem, planes, seed, busy):
 
 
 def _want(lanes, bits, planes):
-    events = [e for _, shape, words in planes
-              for e in scan_events(words, shape, lanes, bits) + [("end",)]]
-    reads = [base + k for base, _, words in planes for k in range(len(words))]
+    events = [e for _, shape, words, pool in planes
+              for e in scan_events(words, shape, lanes, bits, pool) + [("end",)]]
+    reads = [base + k for base, _, words, _ in planes for k in range(len(words))]
     return events, reads
 
 
@@ -282,7 +304,7 @@ def test_hand_worked_scan():
     its four events, then the end beat, in 8 cycles."""
     mem = [0b111111] * (1 << ADDR_WIDTH)
     mem[5:9] = HAND_GARBAGE
-    planes = [(5, (4, 1, 2), HAND_GARBAGE)] * 2
+    planes = [(5, (4, 1, 2), HAND_GARBAGE, 0)] * 2
     got, reads, spans, faults = _scan(3, 2, mem, planes, 0, 0.0)
     assert got == (HAND_EVENTS + [("end",)]) * 2
     assert reads == [5, 6, 7, 8] * 2
@@ -322,7 +344,7 @@ def test_scanner_cycles(lanes, bits):
     _same(reads, want_reads)
     assert faults == []
     assert spans[0][0] == 0
-    for (start, end), (_, shape, words), following in zip(
+    for (start, end), (_, shape, words, _), following in zip(
             spans, planes, spans[1:] + [None], strict=True):
         assert end - start + 1 == scan_cycles(words, shape, lanes, bits)
         if following is not None:
@@ -337,20 +359,20 @@ def test_timing_paths(lanes, bits):
     rng = np.random.default_rng([lanes, bits, 5])
     mem, planes = _layout(rng, lanes, bits, _shapes(lanes)[:5], ("random", "sparse"))
     dut = PlaneScanner(lanes=lanes, bits=bits, max_channels=MAX_C, max_height=MAX_H,
-                       max_width=MAX_W, addr_width=ADDR_WIDTH)
+                       max_width=MAX_W, addr_width=ADDR_WIDTH, max_pool=MAX_POOL)
     probe = random.Random(5)
     got, faults = [], []
     watched = [dut.rd_addr, dut.rd_en, dut.busy, dut.o.valid, dut.o.payload.as_value()]
 
     async def bench(ctx):
         data, k, started = 0, 0, False
-        for cycle in range(40 * sum(len(w) * (lanes + 1) for _, _, w in planes)):
+        for cycle in range(40 * sum(len(w) * (lanes + 1) for _, _, w, _ in planes)):
             if k == len(planes):
                 break
             if not started:
-                base, (C, H, W), _ = planes[k]
+                base, (C, H, W), _, pool = planes[k]
                 ctx.set(dut.cfg, {"base": base, "channels": C, "height": H, "width": W,
-                                  "groups": lane_groups(C, lanes)})
+                                  "groups": lane_groups(C, lanes), "pool": pool})
             ctx.set(dut.start, not started)
             started = True
             ready = probe.random() < 0.5
@@ -397,9 +419,9 @@ def test_zero_words_without_ready(lanes, bits):
     delays, got = [], []
 
     async def bench(ctx):
-        for base, (C, H, W), _ in planes:
+        for base, (C, H, W), _, pool in planes:
             ctx.set(dut.cfg, {"base": base, "channels": C, "height": H, "width": W,
-                              "groups": lane_groups(C, lanes)})
+                              "groups": lane_groups(C, lanes), "pool": pool})
             ctx.set(dut.o.ready, 0)
             ctx.set(dut.start, 1)
             await ctx.tick()
@@ -424,7 +446,7 @@ def test_zero_words_without_ready(lanes, bits):
     gc.collect()
     _same(got, _want(lanes, bits, planes)[0])
     want = []
-    for _, shape, words in planes:
+    for _, shape, words, _ in planes:  # (unpooled rows: the words they lie in)
         rows = {row for _, _, _, row, _ in scan_events(words, shape, lanes, bits)}
         C, H, W = shape
         G = lane_groups(C, lanes)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from hwsnn.errors import ParameterError
-from hwsnn.hdl.serial import SerialPlan
+from hwsnn.hdl.serial import SerialPlan, pool_factor, pooled_weights
+from hwsnn.hdl.serial_model import SerialMachine
 from hwsnn.snn import golden
 from hwsnn.snn.convert import convert
 from hwsnn.snn.qnet import InputSpecQ, QNet, QPopulation, QProjection, validate
@@ -169,8 +170,11 @@ def test_ideal_cycles_follow_the_design_formula(bundled_graph, digits_test, mode
         for start, stop in layer.tiles:
             groups = math.ceil((stop - start) / lanes)
             for q_desc, q in zip(layer.projections, pop.projections, strict=True):
-                assert (q_desc.source, q_desc.kind, q_desc.weights) == (q.source, q.kind,
-                                                                         q.weight.size)
+                f = 1 << q_desc.pool  # (a pooling folded in: each weight kept once)
+                kept = q.weight.size // f ** 2 if q.kind == "conv" else q.weight.shape[0] * (
+                    math.prod(-(-d // f) for d in shapes[q.source][1:]) * shapes[q.source][0]
+                    if len(shapes[q.source]) == 3 else q.weight.shape[1])
+                assert (q_desc.source, q_desc.kind, q_desc.weights) == (q.source, q.kind, kept)
                 r = golden.reach(q, shapes[q.source]).to(torch.int64)
                 if q.source == "input":  # the input stage: every non-zero pixel
                     runs = 1 if keep or method == "ilif" else pop.steps_in
@@ -231,14 +235,117 @@ def test_weights_are_packed_densely(bundled_graph):
     counts that divide no layer's width."""
     net = quantize(convert(bundled_graph("digits-cnn"), method="gn", timesteps=2,
                            group_size=4, progress=False))
-    bits = sum(q.weight.size * q.weight_bits for p in net.populations for q in p.projections)
     for lanes in (3, 7, 16):
         plan = SerialPlan(net, lanes=lanes)
+        bits = sum(d.weights * d.weight_bits for layer in plan.layers
+                   for d in layer.projections)  # (each weight once: pooling's kept once)
         used = sum(r.bits_used for r in plan.regions if r.memory == "weights")
         width, depth = plan.memories["weights"]
         assert used == bits and width == lanes * plan.weight_bits
         assert depth == math.ceil(plan.weight_field_count / lanes)
         assert plan.weight_packing >= 0.8
+
+
+def _repeated(w, f):
+    """``w`` with each of its last two axes' entries repeated f times: an f×f average
+    pooling folded into a kernel (or a dense row over source positions)."""
+    return np.repeat(np.repeat(w, f, axis=-2), f, axis=-1)
+
+
+def test_a_folded_pooling_is_found_by_hand():
+    """Average pooling 2×2 then conv 3×3 (padding 1) is conv 6×6, stride 2, padding 2
+    with each weight repeated over a 2×2 block: found, kept as the 3×3; a single weight
+    changed, or a stride or padding not a multiple of 2, keeps the kernel whole. A dense
+    projection from a [2, 5, 5] map repeated over 2×2 blocks (the last row and column
+    half blocks) keeps [N, 2, 3, 3]; repeated over the whole map, [N, 2, 1, 1]. The
+    image's projections are never pooled."""
+    rng = np.random.default_rng(3)
+    k3 = rng.integers(-7, 8, (4, 2, 3, 3))
+    k6 = _repeated(k3, 2)
+    q = QProjection("h", "conv", k6, 2, 2)
+    assert pool_factor(q, (2, 8, 8)) == 1
+    assert np.array_equal(pooled_weights(q, (2, 8, 8), 1), k3)
+    assert pool_factor(QProjection("h", "conv", k6, 1, 2), (2, 8, 8)) == 0  # stride 1
+    assert pool_factor(QProjection("h", "conv", k6, 2, 1), (2, 8, 8)) == 0  # padding 1
+    assert pool_factor(QProjection("input", "conv", k6, 2, 2), (2, 8, 8)) == 0
+    odd = k6.copy()
+    odd[1, 0, 5, 4] += 1
+    assert pool_factor(QProjection("h", "conv", odd, 2, 2), (2, 8, 8)) == 0
+    # 4×4 blocks of a 4×4 kernel at stride 4: f = 4 (and no larger: the kernel's size).
+    assert pool_factor(QProjection("h", "conv", _repeated(k3[..., :1, :1], 4), 4, 0),
+                       (2, 8, 8)) == 2
+    # Dense: rows over (c, y, x) of a [2, 5, 5] map.
+    grid = rng.integers(-7, 8, (6, 2, 3, 3))
+    dense = _repeated(grid, 2)[..., :5, :5].reshape(6, 50)
+    assert pool_factor(QProjection("h", "dense", dense), (2, 5, 5)) == 1
+    assert np.array_equal(pooled_weights(QProjection("h", "dense", dense), (2, 5, 5), 1),
+                          grid)
+    whole = np.repeat(grid[..., :1, :1], 25, axis=-1).reshape(6, 50)
+    assert pool_factor(QProjection("h", "dense", whole), (2, 5, 5)) == 3  # f = 8 ≥ 5
+    assert pooled_weights(QProjection("h", "dense", whole), (2, 5, 5), 3).shape == (6, 2, 1, 1)
+    assert pool_factor(QProjection("h", "dense", dense), (50,)) == 0  # a vector
+    assert pool_factor(QProjection("input", "dense", dense), (2, 5, 5)) == 0
+
+
+def _pooled_net() -> QNet:
+    """input (1, 5, 5) → h: conv 3×3 padding 1 [2, 5, 5] → p: conv 6×6, stride 2, padding
+    2 (pool 2 then 3×3) [3, 2, 2] → out: readout 4 from h (dense, 2×2 blocks over an odd
+    map) and from p (dense, one weight per channel: a global pooling)."""
+    rng = np.random.default_rng(7)
+    h = _pop("h", "gn", (2, 5, 5), [QProjection("input", "conv",
+                                                rng.integers(-3, 4, (2, 1, 3, 3)), 1, 1)])
+    p = _pop("p", "gn", (3, 2, 2), [QProjection("h", "conv", _repeated(
+        rng.integers(-3, 4, (3, 2, 3, 3)), 2), 2, 2)])
+    from_h = _repeated(rng.integers(-3, 4, (4, 2, 3, 3)), 2)[..., :5, :5].reshape(4, 50)
+    from_p = np.repeat(rng.integers(-3, 4, (4, 3, 1)), 4, axis=-1).reshape(4, 12)
+    out = _pop("out", "readout", (4,), [QProjection("h", "dense", from_h),
+                                         QProjection("p", "dense", from_p)])
+    return _net((1, 5, 5), [h, p, out])
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 4])
+def test_folded_poolings_run_exactly(lanes):
+    """The pooled network's projections stored once (36 + 72 + 16 + 12 weights of 18 +
+    288 + 200 + 12), and the processor's model, running the pooled map's events through
+    the smaller kernels and rows, gives the golden model's counts and readout bit for bit
+    and its ideal cycles (the events, scans and operations are the same as unpooled)."""
+    net = _pooled_net()
+    plan = SerialPlan(net, lanes=lanes)
+    assert [d.pool for layer in plan.layers for d in layer.projections] == [0, 1, 1, 1]
+    assert [d.weights for layer in plan.layers for d in layer.projections] == [18, 54, 72, 12]
+    p = plan.layers[1].projections[0]
+    assert (p.kernel, p.stride, p.padding) == (3, 1, 1)
+    codes = torch.randint(0, 256, (6, 1, 5, 5), generator=torch.Generator().manual_seed(2))
+    codes[0] = 255
+    run = SerialMachine(plan).run(codes)
+    ref = golden.run(net, codes, lanes=lanes, record=True)
+    assert torch.equal(run.readout, ref.readout)
+    for name, counts in run.outputs.items():
+        assert torch.equal(counts, ref.outputs[name]), name
+    assert any(ref.outputs["p"].flatten().tolist()) and any(ref.outputs["h"].flatten().tolist())
+    assert torch.equal(run.scan + run.ops, plan.ideal_cycles(ref, codes))
+
+
+def test_weight_slices_make_each_bank_one_block_deep():
+    """``slices_for``: the hand-worked plan's 134 weight words (16 bits: 2 lanes of 8)
+    and a zero word make banks of 68 and 67 words. Of modes 32 × 16, 64 × 8 and 128 × 4,
+    only the last is 68 deep: slices of 4 bits. A mode that holds a whole word that deep
+    needs no slices, nor can any be made with no mode that deep. The slices travel with
+    the plan's arguments (a build report), and bad values are refused by name."""
+    net = _conv_net()
+    plan = SerialPlan(net, lanes=2)
+    assert plan.bank_depth == 68 and plan.weight_slices == 0
+    assert plan.slices_for(((32, 16), (64, 8), (128, 4))) == 4
+    assert plan.slices_for(((128, 16), (256, 8))) == 0
+    assert plan.slices_for(((32, 16), (64, 8))) == 0
+    sliced = plan.with_weight_slices(4)
+    assert sliced.weight_slices == 4 and plan.weight_slices == 0
+    assert SerialPlan(net, **sliced.arguments()).weight_slices == 4
+    for bad in (-1, True, 2.0):
+        with pytest.raises(ParameterError, match="weight_slices must be a number of bits"):
+            SerialPlan(net, lanes=2, weight_slices=bad)
+        with pytest.raises(ParameterError, match="weight_slices must be a number of bits"):
+            plan.with_weight_slices(bad)
 
 
 def test_bad_input_is_refused_by_name():
