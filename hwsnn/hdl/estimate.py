@@ -449,16 +449,14 @@ def serial_memories(plan) -> list[MemoryUse]:
     vbits = plan.memories["membranes"][0] // P
     mems = []
     words = plan.memories["weights"][1] + 1
-    width, step = P * plan.weight_bits, plan.weight_slices
     for bank, depth in (("even", -(-words // 2)), ("odd", max(1, words // 2))):
         if plan.loadable:
             continue
-        if not step:
-            mems.append(MemoryUse("processor", f"weights ({bank} words)", depth, width,
-                                  rom=True))
+        if not plan.weight_slices:
+            mems.append(MemoryUse("processor", f"weights ({bank} words)", depth,
+                                  P * plan.weight_bits, rom=True))
             continue
-        for lo in range(0, width, step):  # (``weight_slices``: a memory each)
-            bits = min(step, width - lo)
+        for lo, bits in plan.weight_slice_spans():  # (``weight_slices``: a memory each)
             mems.append(MemoryUse("processor", f"weights ({bank} words, bits {lo}.."
                                   f"{lo + bits - 1})", depth, bits, rom=True))
     mems.append(MemoryUse("processor", "biases", max(1, plan.memories["biases"][1]),

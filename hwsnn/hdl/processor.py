@@ -375,8 +375,11 @@ class SerialProcessor(wiring.Component):
         """The even and odd weight words: block RAMs filled by the bitstream, or with
         ``loadable`` the run-time stores ``load`` writes. Returns each bank's (address,
         data a cycle later)."""
-        banks = []
         wshape = data.ArrayLayout(signed(self.plan.weight_bits), self.plan.lanes)
+        if self.plan.weight_slices and not self.loadable:  # (a block RAM a slice: no cascade)
+            return [self._sliced_bank(m, bank, words, wshape)
+                    for bank, words in enumerate(self.plan.bank_words())]
+        banks = []
         for bank, spec in enumerate(self.plan.weight_stores()):
             if self.loadable:
                 m.submodules[f"wbank{bank}"] = store = WeightStore(spec.depth, spec.width)
@@ -384,25 +387,21 @@ class SerialProcessor(wiring.Component):
                 m.d.comb += [store.w.en.eq(ld.en & (ld.sel == bank)), store.w.addr.eq(ld.addr),
                              store.w.byte.eq(ld.byte), store.w.data.eq(ld.data)]
                 banks.append((store.r.addr, store.r.data))
-            elif self.plan.weight_slices:  # (each slice one block RAM: no cascade)
-                banks.append(self._sliced_bank(m, bank, spec.depth, wshape))
             else:
                 m.submodules[f"wbank{bank}"] = mem = memory.Memory(
                     shape=wshape, depth=spec.depth, init=spec.words)
                 banks.append(registered_read(m, mem, name=f"w{bank}_rd"))
         return banks
 
-    def _sliced_bank(self, m, bank, depth, wshape):
-        """Weight bank ``bank`` as memories of ``plan.weight_slices`` bits (the last one the
-        rest), read at one address: their data side by side is the word."""
-        width, step = wshape.size, self.plan.weight_slices
-        words = (self.plan.memory_words("weights") + [0])[bank::2]
-        addr = Signal(range(max(2, depth)), name=f"w{bank}_addr")
+    def _sliced_bank(self, m, bank, words, wshape):
+        """Weight bank ``bank`` (its packed ``words``) as memories of the plan's
+        ``weight_slice_spans``, read at one address: their data side by side is the
+        word."""
+        addr = Signal(range(max(2, len(words))), name=f"w{bank}_addr")
         parts = []
-        for k, lo in enumerate(range(0, width, step)):
-            bits = min(step, width - lo)
+        for k, (lo, bits) in enumerate(self.plan.weight_slice_spans()):
             m.submodules[f"wbank{bank}_{k}"] = mem = memory.Memory(
-                shape=unsigned(bits), depth=depth,
+                shape=unsigned(bits), depth=len(words),
                 init=[(w >> lo) & ((1 << bits) - 1) for w in words])
             a, d = registered_read(m, mem, name=f"w{bank}_rd{k}")
             m.d.comb += a.eq(addr)

@@ -287,10 +287,7 @@ class SerialPlan:
                 or rule_units & (rule_units - 1) or lanes % rule_units):
             raise ParameterError(f"rule_units must be a power of two that divides the "
                                  f"{lanes} lanes, not {rule_units!r}")
-        if isinstance(weight_slices, bool) or not isinstance(weight_slices, int) \
-                or weight_slices < 0:
-            raise ParameterError(f"weight_slices must be a number of bits (0: whole words), "
-                                 f"not {weight_slices!r}")
+        _check_slices(weight_slices)
         self.net, self.lanes, self.keep_current = net, lanes, keep_current
         self.loadable = loadable
         self.weight_slices = weight_slices
@@ -538,11 +535,24 @@ class SerialPlan:
         words, then its odd ones (the processor's two banks), each word P fields of the
         weight bits."""
         from .plan import StoreSpec
-        words = self.memory_words("weights") + [0]
         P, wbits = self.lanes, self.weight_bits
         return [StoreSpec("processor", bank, f"weights, {which} words", P, wbits,
-                          [lane_fields(w, wbits, P) for w in words[bank::2]])
-                for bank, which in ((0, "even"), (1, "odd"))]
+                          [lane_fields(w, wbits, P) for w in words])
+                for (bank, which), words in zip(((0, "even"), (1, "odd")), self.bank_words(),
+                                                strict=True)]
+
+    def bank_words(self) -> tuple[list[int], list[int]]:
+        """The weight banks' packed words (``memory_words``): the even words of the weight
+        image and a zero word after it, then the odd ones."""
+        words = self.memory_words("weights") + [0]
+        return words[0::2], words[1::2]
+
+    def weight_slice_spans(self) -> list[tuple[int, int]]:
+        """(first bit, bits) of each slice of a weight word under ``weight_slices`` (the
+        last one the rest; one span, the whole word, without slices)."""
+        width = self.lanes * self.weight_bits
+        step = self.weight_slices or width
+        return [(lo, min(step, width - lo)) for lo in range(0, width, step)]
 
     def arguments(self) -> dict:
         """``lanes``, ``membrane_words`` (as asked), ``keep_current``, ``loadable``,
@@ -572,9 +582,7 @@ class SerialPlan:
     def with_weight_slices(self, bits: int) -> SerialPlan:
         """The same plan with its block-RAM weight banks cut into slices of ``bits`` bits
         (0: whole)."""
-        if isinstance(bits, bool) or not isinstance(bits, int) or bits < 0:
-            raise ParameterError(f"weight_slices must be a number of bits (0: whole words), "
-                                 f"not {bits!r}")
+        _check_slices(bits)
         other = copy.copy(self)
         other.weight_slices = bits
         return other
@@ -805,6 +813,12 @@ def pooled_weights(q, source_shape, pool: int) -> np.ndarray:
         return w
     c, h, wd = _geometry(source_shape)
     return w.reshape(w.shape[0], c, h, wd)[..., ::f, ::f]
+
+
+def _check_slices(bits) -> None:
+    if isinstance(bits, bool) or not isinstance(bits, int) or bits < 0:
+        raise ParameterError(f"weight_slices must be a number of bits (0: whole words), "
+                             f"not {bits!r}")
 
 
 def _bias_per_channel(pop: QPopulation) -> bool:

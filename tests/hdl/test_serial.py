@@ -340,6 +340,9 @@ def test_weight_slices_make_each_bank_one_block_deep():
     assert plan.slices_for(((32, 16), (64, 8))) == 0
     sliced = plan.with_weight_slices(4)
     assert sliced.weight_slices == 4 and plan.weight_slices == 0
+    assert sliced.weight_slice_spans() == [(0, 4), (4, 4), (8, 4), (12, 4)]
+    assert plan.weight_slice_spans() == [(0, 16)]
+    assert plan.with_weight_slices(5).weight_slice_spans() == [(0, 5), (5, 5), (10, 5), (15, 1)]
     assert SerialPlan(net, **sliced.arguments()).weight_slices == 4
     for bad in (-1, True, 2.0):
         with pytest.raises(ParameterError, match="weight_slices must be a number of bits"):
