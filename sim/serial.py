@@ -15,6 +15,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import ParameterError
@@ -28,6 +29,7 @@ from .freerun import wrapper_name, wrapper_verilog
 from .run import FREE_BENCH_MODULE, PERIOD_NS, SIMULATORS, _build, _run_bench, tool_env
 
 TOP = "hwsnn_serial"
+SDRAM_COUNTERS = ("violations", "activates", "reads", "writes", "refreshes")
 
 
 def description(plan: SerialPlan, processor: SerialProcessor) -> dict:
@@ -51,18 +53,65 @@ def description(plan: SerialPlan, processor: SerialProcessor) -> dict:
              "fields": verilog._fields(o_layout)},
             {"name": "cycles", "direction": "output", "width": len(processor.cycles)},
             {"name": "work_processor", "direction": "output",
-             "width": len(processor.work_processor)}],
+             "width": len(processor.work_processor)},
+            # (external: the SDRAM model's counters, from the simulation's top)
+            *({"name": f"work_sdram_{c}", "direction": "output", "width": 32}
+              for c in (SDRAM_COUNTERS if plan.external else ()))],
         "readout": {"population": net.output.name, "classes": net.output.size},
         "taps": [],
     }
 
 
+def sdram_hex(plan: SerialPlan, chip=None) -> str:
+    """The SDRAM model's ``$readmemh`` image of ``plan`` (external): the controller's word
+    address row | bank | column placed at the model's index bank | row | column, a row
+    (512 words) at a time."""
+    from ..hdl.sdram import ULX3S_SDRAM
+    chip = chip or ULX3S_SDRAM
+    image = plan.sdram_image()
+    cols, banks = 1 << chip.col_bits, 1 << chip.bank_bits
+    hexes = np.char.mod("%04x", image)
+    lines = []
+    for at in range(0, len(image), cols):
+        page = at >> chip.col_bits
+        bank, row = page % banks, page // banks
+        index = (bank << (chip.row_bits + chip.col_bits)) | (row << chip.col_bits)
+        lines.append(f"@{index:x}")
+        lines.extend(hexes[at:at + cols].tolist())
+    return "\n".join(lines) + "\n"
+
+
+def external_top(desc: dict, core: str, chip, clock_hz: float, init_file: str) -> str:
+    """Verilog: module ``TOP`` with the ports of ``desc``: the processor ``core`` and the
+    SDRAM's model (its image ``init_file``) on its ``sdram`` pins."""
+    from .sdram import model_instance
+    ports, conn = [], []
+    for p in desc["ports"]:
+        rng = f"[{p['width'] - 1}:0] " if p["width"] > 1 else ""
+        ports.append(f"{p['direction']} {rng}{p['name']}")
+        if not p["name"].startswith("work_sdram_"):  # (the model's counters)
+            conn.append(f".{p['name']}({p['name']})")
+    widths = {"clk_en": 1, "cs": 1, "ras": 1, "cas": 1, "we": 1, "ba": chip.bank_bits,
+              "a": chip.row_bits, "dqm": chip.dq_bits // 8, "dq_o": chip.dq_bits,
+              "dq_oe": 1, "dq_i": chip.dq_bits}
+    wires = "".join(f"  wire {f'[{w - 1}:0] ' if w > 1 else ''}sdram__{n};\n"
+                    for n, w in widths.items())
+    conn += [f".sdram__{n}(sdram__{n})" for n in widths]
+    return (f"module {TOP} (\n  " + ",\n  ".join(ports) + "\n);\n" + wires
+            + f"  {core} core (\n    " + ",\n    ".join(conn) + "\n  );\n"
+            + model_instance(chip, clock_hz, "sdram__", init_file=init_file,
+                             counters="work_sdram_")
+            + "endmodule\n")
+
+
 def simulate_serial(plan: SerialPlan, codes: torch.Tensor, work_dir, *,
                     simulator: str = "verilator", stall: float = 0.0, seed: int = 0,
-                    progress: bool = False) -> dict:
+                    progress: bool = False, clock_hz: float = 60e6) -> dict:
     """Run ``codes`` through the processor of ``plan``; returns the comparison with the
     golden model (``exact``, the first divergence), the busy cycles per sample against
-    the plan's ideal, and the wall times."""
+    the plan's ideal, and the wall times. A plan with external memory runs against the
+    SDRAM's timing-checking model (``sim/sdram_model.v``), its weights preloaded as the
+    host link would have loaded them, the controller counting delays at ``clock_hz``."""
     if simulator not in SIMULATORS:
         raise ParameterError(f"unknown simulator {simulator!r}: choose from "
                              f"{', '.join(SIMULATORS)}")
@@ -72,10 +121,22 @@ def simulate_serial(plan: SerialPlan, codes: torch.Tensor, work_dir, *,
     t = time.time()
     # (the weights in the bitstream's memories: the bench has no load port to fill
     # run-time stores; the tests load them over the link)
-    plan = plan.with_loadable(False)
-    processor = SerialProcessor(plan)
+    plan = plan.with_loadable(False) if not plan.external else plan
+    extra = []
+    if plan.external:
+        from .sdram import MODEL
+        processor = SerialProcessor(plan, clock_hz=clock_hz)
+        image = work / "sdram.hex"
+        image.write_text(sdram_hex(plan, processor.chip))
+        core = f"{TOP}_core"
+        text = verilog.to_verilog(processor, core) + external_top(
+            description(plan, processor), core, processor.chip, clock_hz,
+            str(image.resolve()))
+        extra = [MODEL]
+    else:
+        processor = SerialProcessor(plan)
+        text = verilog.to_verilog(processor, TOP)
     source = work / f"{TOP}.v"
-    text = verilog.to_verilog(processor, TOP)
     if not source.is_file() or source.read_text() != text:  # else keep the build
         source.write_text(text)
     desc = description(plan, processor)
@@ -91,10 +152,14 @@ def simulate_serial(plan: SerialPlan, codes: torch.Tensor, work_dir, *,
     if not wrapper.is_file() or wrapper.read_text() != wtext:
         wrapper.write_text(wtext)
     per_sample = int(ideal.max()) * 2 + 10_000
+    if plan.external:  # (the SDRAM's power-up, then every tile's weights and planes)
+        t_init = processor.chip.timing(clock_hz).init
+        per_sample += 2 * t_init + 4 * sum(plan.transfers().values())
     limit = int((per_sample * samples + 20_000) / (1 - stall) ** 2)
     for stale in ("record.json", "progress", "events.txt"):
         (work / stale).unlink(missing_ok=True)
-    cfg = {"classes": plan.net.classes, "taps": [], "work": ["work_processor"],
+    counters = [f"work_sdram_{c}" for c in SDRAM_COUNTERS] if plan.external else []
+    cfg = {"classes": plan.net.classes, "taps": [], "work": ["work_processor", *counters],
            "stall": stall, "seed": seed, "max_cycles": limit, "idle_cycles": per_sample,
            "period_ns": PERIOD_NS, "out": str((work / "record.json").resolve()),
            "progress": str((work / "progress").resolve()), "samples": samples,
@@ -105,7 +170,7 @@ def simulate_serial(plan: SerialPlan, codes: torch.Tensor, work_dir, *,
     env = tool_env(simulator)
     t = time.time()
     runner = _build(simulator, env, source, wrapper_name(TOP), work, False,
-                    extra_sources=[wrapper], build_name="build-free", public=False)
+                    extra_sources=[wrapper, *extra], build_name="build-free", public=False)
     build_s = time.time() - t
     t = time.time()
     _run_bench(runner, simulator, env, wrapper_name(TOP), work, False, samples, progress,
@@ -116,7 +181,12 @@ def simulate_serial(plan: SerialPlan, codes: torch.Tensor, work_dir, *,
     cmp = compare(record, desc, ref.readout.tolist(), ref.predictions.tolist(), None)
     busy = record["work"].get("work_processor")
     first = cmp.first
+    sdram = {c: record["work"][f"work_sdram_{c}"] for c in SDRAM_COUNTERS} if counters \
+        else None
     return {
+        # (external: the chip's counters over the run, and the words the plan moves a
+        # sample: weights and plane reads are the chip's reads, plane writes its writes)
+        "sdram": sdram, "sdram_plan": plan.transfers() if plan.external else None,
         "exact": cmp.exact, "finished": cmp.finished, "samples": samples,
         "mismatches": cmp.mismatches,
         "first_divergence": None if first is None else first.describe(),

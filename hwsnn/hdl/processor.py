@@ -51,16 +51,18 @@ import math
 from types import SimpleNamespace
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..errors import ParameterError
 from ..snn.qnet import PIXEL_BITS
 from ..snn.widths import widths
+from .dma import SDRAMReader, SDRAMWriter, write_layout
 from .events import bits_for, const_mul, pixel_signature, readout_signature
 from .network import load_signature
 from .ram import ram, registered_read
 from .scanner import PlaneScanner
+from .sdram import ULX3S_SDRAM, SDRAMController, pin_signature
 from .serial import HEADER_FIELDS, KINDS, PROGRAM_WIDTH, RECORD_FIELDS, SerialPlan, lane_fields
 from .store import WeightStore
 from .tile_expander import TileExpander
@@ -71,6 +73,7 @@ ACC, SWEEP, INIT = 0, 1, 2  # operation kinds
 DEPTH = 8  # pipeline stages 0..6, and 7: an operation a cycle past its write
 CYCLE_BITS = 48  # the cycle counters' width
 WRITE = 6  # the stage that writes back
+PLANE_QUEUE = 16  # external: plane words waiting for the SDRAM
 FORWARD = 4  # accumulations ahead whose writes a stage-2 membrane read misses
 
 
@@ -178,9 +181,15 @@ class SerialProcessor(wiring.Component):
     while the processor waits for a sample, as the host link's LOAD frames do. ``stores``
     lists them (empty without: the weights are in block RAM, filled by the bitstream)."""
 
-    def __init__(self, plan: SerialPlan):
+    def __init__(self, plan: SerialPlan, *, clock_hz: float | None = None,
+                 chip=ULX3S_SDRAM):
         check_supported(plan)
         self.plan = plan
+        self.external = plan.external
+        if self.external and clock_hz is None:
+            raise ParameterError("a processor with its weights and planes in SDRAM needs "
+                                 "its clock (clock_hz): the SDRAM's delays are counted in it")
+        self.clock_hz, self.chip = clock_hz, chip
         net, P = plan.net, plan.lanes
         self.net = net
         self.loadable = plan.loadable
@@ -197,6 +206,8 @@ class SerialProcessor(wiring.Component):
                    "work_processor": Out(CYCLE_BITS)}
         if self.stores:
             members["load"] = In(load_signature(self.stores))
+        if self.external:
+            members["sdram"] = Out(pin_signature(chip))
         super().__init__(members)
 
     # -- sizes ------------------------------------------------------------------------------
@@ -215,7 +226,7 @@ class SerialProcessor(wiring.Component):
         self.wdepth = plan.memories["weights"][1] + 1
         self.field_bits = bits_for(self.wdepth * P + self.max_groups * P)
         self.mdepth = max(1, plan.memories["membranes"][1])
-        self.pdepth = max(1, plan.memories["planes"][1])
+        self.pdepth = max(1, plan.plane_words_total())
         self.bdepth = max(1, plan.memories["biases"][1])
         self.count_bits = bits_for(self.tau)  # a neuron's count
         self.event_bits = max(self.count_bits, PIXEL_BITS)  # an event's (a pixel's code)
@@ -243,7 +254,12 @@ class SerialProcessor(wiring.Component):
         m.submodules.prog = prog = memory.Memory(shape=PROGRAM_WIDTH, depth=len(program),
                                                  init=program)
         p_addr, p_data = registered_read(m, prog, name="prog_rd")
-        (w0_addr, w0_data), (w1_addr, w1_data) = self._weight_banks(m)
+        if self.external:  # one buffer, a tile's image loaded into it from SDRAM
+            (w0_addr, w0_data), wbuf_wr = self._weight_buffer(m)
+            w1_addr = w1_data = None
+        else:
+            (w0_addr, w0_data), (w1_addr, w1_data) = self._weight_banks(m)
+            wbuf_wr = None
         bshape = data.ArrayLayout(signed(plan.bias_bits), P)
         m.submodules.bmem = bmem = memory.Memory(
             shape=bshape, depth=self.bdepth,
@@ -255,9 +271,15 @@ class SerialProcessor(wiring.Component):
         v_wr = vmem.write_port()
         v_addr, v_data = registered_read(m, vmem, name="v_rd", write=v_wr)
         B = plan.plane_bits
-        m.submodules.planes = pmem = memory.Memory(shape=P * B, depth=self.pdepth, init=[])
-        pl_wr = pmem.write_port()
-        pl_rd = pmem.read_port(transparent_for=())
+        if self.external:
+            pl_wr = SimpleNamespace(addr=Signal(range(max(2, self.pdepth)), name="pl_addr"),
+                                    data=Signal(P * B, name="pl_data"),
+                                    en=Signal(name="pl_en"))
+        else:
+            m.submodules.planes = pmem = memory.Memory(shape=P * B, depth=self.pdepth,
+                                                       init=[])
+            pl_wr = pmem.write_port()
+            pl_rd = pmem.read_port(transparent_for=())
         n_pix = math.prod(plan.net.input.shape)
         m.submodules.pixmem = xmem = memory.Memory(shape=PIXEL_BITS, depth=n_pix, init=[])
         px_wr = xmem.write_port()
@@ -268,13 +290,17 @@ class SerialProcessor(wiring.Component):
         m.submodules.plane_scan = pscan = PlaneScanner(
             lanes=P, bits=B, max_channels=self.max_c, max_height=self.max_h,
             max_width=self.max_w, addr_width=bits_for(self.pdepth - 1),
-            max_pool=max(d.pool for d in descs))
+            max_pool=max(d.pool for d in descs), stream_input=self.external)
         m.submodules.pixel_scan = xscan = PixelScanner(plan.net.input.shape, ev_layout)
-        m.d.comb += [pl_rd.addr.eq(pscan.rd_addr), pl_rd.en.eq(pscan.rd_en),
-                     pscan.rd_data.eq(pl_rd.data), px_rd.addr.eq(xscan.rd_addr),
-                     px_rd.en.eq(xscan.rd_en), xscan.rd_data.eq(px_rd.data)]
+        m.d.comb += [px_rd.addr.eq(xscan.rd_addr), px_rd.en.eq(xscan.rd_en),
+                     xscan.rd_data.eq(px_rd.data)]
+        if not self.external:
+            m.d.comb += [pl_rd.addr.eq(pscan.rd_addr), pl_rd.en.eq(pscan.rd_en),
+                         pscan.rd_data.eq(pl_rd.data)]
         m.submodules.expander = ex = TileExpander(
-            lanes=P, max_channels=self.max_c, max_height=self.max_h, max_width=self.max_w,
+            # (external: the rows are the tile's lanes, its last group's padding included)
+            lanes=P, max_channels=self.max_groups * P if self.external else self.max_c,
+            max_height=self.max_h, max_width=self.max_w,
             max_source_channels=self.max_c,
             max_kernel=max(d.kernel for d in descs), max_stride=max(d.stride for d in descs),
             field_width=self.field_bits,
@@ -305,6 +331,8 @@ class SerialProcessor(wiring.Component):
                      cfg.groups.eq(head.tile_groups), cfg.c0.eq(head.c0),
                      cfg.wfield.eq(rec.weight_field), cfg.src_height.eq(rec.src_height),
                      cfg.src_width.eq(rec.src_width)]
+        if self.external:  # (a tile's weight rows are its own lanes, from field 0)
+            m.d.comb += [cfg.channels.eq(head.tile_groups << self.log_p), cfg.c0.eq(0)]
         scfg = pscan.cfg
         # (registered: the control waits a cycle after changing the record or the step)
         src_base = Signal(range(max(2, self.pdepth + 1)))
@@ -353,6 +381,7 @@ class SerialProcessor(wiring.Component):
                             rec_bits=rec_bits, hw=hw, rw=rw, pc=pc, p_addr=p_addr, p_data=p_data,
                             k=k, t=t, groups=groups, g0=g0, readout=readout, pscan=pscan,
                             xscan=xscan, ex=ex, src_valid=src_valid, src_end=src_end,
+                            src_base=src_base,
                             src_ready=src_ready, px_wr=px_wr, st=st, w0_addr=w0_addr,
                             w0_data=w0_data, w1_addr=w1_addr, w1_data=w1_data, b_addr=b_addr,
                             b_data=b_data, v_addr=v_addr, v_data=v_data, v_wr=v_wr, pl_wr=pl_wr,
@@ -361,6 +390,9 @@ class SerialProcessor(wiring.Component):
                             report_full=Signal(),
                             report=Signal(), report_addr=Signal(range(max(2, self.mdepth))),
                             report_lane=Signal(range(max(2, P))), report_have=Signal())
+        w.wbuf_wr = wbuf_wr
+        if self.external:
+            self._sdram(m, w)
         m.d.sync += w.v_word.eq(v_data)  # (the membrane word registered again)
         # The readout beats leave from a register (REPORT fills it): no path from the
         # membrane RAM or the argmax's comparison reaches the consumer's logic.
@@ -392,6 +424,80 @@ class SerialProcessor(wiring.Component):
                     shape=wshape, depth=spec.depth, init=spec.words)
                 banks.append(registered_read(m, mem, name=f"w{bank}_rd"))
         return banks
+
+    def _weight_buffer(self, m):
+        """External: the weight buffer, one word of P weights an operation, written a
+        word at a time by the weight reader; in slices of ``weight_slices`` bits (each a
+        block RAM) when the plan has them. Returns ((address, data a cycle later), the
+        write port (addr, data, en))."""
+        plan = self.plan
+        wshape = data.ArrayLayout(signed(plan.weight_bits), plan.lanes)
+        depth = max(1, plan.memories["weights"][1])
+        addr = Signal(range(max(2, depth)), name="wb_addr")
+        wr = SimpleNamespace(addr=Signal(range(max(2, depth)), name="wb_waddr"),
+                             data=Signal(plan.lanes * plan.weight_bits, name="wb_wdata"),
+                             en=Signal(name="wb_wen"))
+        parts = []
+        for k, (lo, bits) in enumerate(plan.weight_slice_spans()):
+            m.submodules[f"wbuf{k}"] = mem = ram(shape=unsigned(bits), depth=depth, init=[],
+                                                 collisions="undefined")
+            port = mem.write_port()
+            m.d.comb += [port.addr.eq(wr.addr), port.data.eq(wr.data[lo:lo + bits]),
+                         port.en.eq(wr.en)]
+            a, d = registered_read(m, mem, name=f"wb_rd{k}", write=port)
+            m.d.comb += a.eq(addr)
+            parts.append(d)
+        return (addr, data.View(wshape, Cat(*parts))), wr
+
+    def _sdram(self, m, w):
+        """External: the SDRAM controller and its streams: port 0 the plane reader (the
+        plane scanner's words), port 1 the plane writer (the sweeps' words, through a
+        queue), port 2 the weight reader (a tile's image into the weight buffer)."""
+        plan, chip = self.plan, self.chip
+        m.submodules.sdram = ctrl = SDRAMController(chip=chip, clock_hz=self.clock_hz,
+                                                    ports=3)
+        wiring.connect(m, wiring.flipped(self.sdram), ctrl.pins)
+        w.sdram_ready = ctrl.ready
+        plane_base = plan.sdram["planes"].base
+        ppw, wpw = plan.plane_word_sdram, plan.weight_word_sdram
+        # Plane reads: started with the scanner, the source plane's words from SDRAM.
+        m.submodules.plane_reader = pr = SDRAMReader(
+            chip, ratio=ppw, count_bits=bits_for(self.pdepth))
+        m.d.comb += [pr.start.eq(w.pscan.start), pr.addr.eq(plane_base + w.src_base * ppw),
+                     pr.count.eq(w.rec.source_step)]
+        wiring.connect(m, pr.cmd, ctrl.cmd0)
+        wiring.connect(m, ctrl.rdata0, pr.rdata)
+        # (the reader's words are P·B bits; a plane word's rest is padding)
+        m.d.comb += [w.pscan.words.valid.eq(pr.o.valid),
+                     w.pscan.words.payload.eq(pr.o.payload),
+                     pr.o.ready.eq(w.pscan.words.ready)]
+        # Plane writes: the sweep's words into a queue, and from there to SDRAM.
+        wl = write_layout(len(w.pl_wr.addr), ppw * chip.dq_bits)
+        m.submodules.plane_queue = q = fifo.SyncFIFOBuffered(width=wl.size,
+                                                             depth=PLANE_QUEUE)
+        m.d.comb += [q.w_en.eq(w.pl_wr.en),
+                     q.w_data.eq(Cat(w.pl_wr.addr, w.pl_wr.data))]
+        m.submodules.plane_writer = pw = SDRAMWriter(
+            chip, ratio=ppw, addr_bits=len(w.pl_wr.addr), base=plane_base)
+        m.d.comb += [pw.i.valid.eq(q.r_rdy), pw.i.payload.eq(q.r_data), q.r_en.eq(pw.i.ready)]
+        wiring.connect(m, pw.cmd, ctrl.cmd1)
+        m.d.comb += ctrl.rdata1.ready.eq(1)
+        w.plane_room = q.level <= PLANE_QUEUE - 8  # (a sweep word's issues in flight)
+        w.planes_written = ~q.r_rdy & pw.idle
+        # Weights: a tile's image into the weight buffer, word after word.
+        m.submodules.weight_reader = wr = SDRAMReader(
+            chip, ratio=wpw, count_bits=bits_for(plan.memories["weights"][1]))
+        wiring.connect(m, wr.cmd, ctrl.cmd2)
+        wiring.connect(m, ctrl.rdata2, wr.rdata)
+        wa = Signal.like(w.wbuf_wr.addr)
+        m.d.comb += [wr.o.ready.eq(1), w.wbuf_wr.en.eq(wr.o.valid), w.wbuf_wr.addr.eq(wa),
+                     w.wbuf_wr.data.eq(wr.o.payload)]
+        with m.If(wr.o.valid):
+            m.d.sync += wa.eq(wa + 1)
+        with m.If(wr.start):
+            m.d.sync += wa.eq(0)
+        m.d.comb += [wr.addr.eq(w.head.weight_addr * wpw), wr.count.eq(w.head.weight_words)]
+        w.weight_reader = wr
 
     def _sliced_bank(self, m, bank, words, wshape):
         """Weight bank ``bank`` (its packed ``words``) as memories of the plan's
@@ -483,10 +589,12 @@ class SerialProcessor(wiring.Component):
 
         with m.FSM(name="control"):
             with m.State("LOAD"):
-                m.d.comb += self.pixels.ready.eq(1)
+                # (external: once the SDRAM is initialised)
+                open_ = w.sdram_ready if self.external else Const(1, 1)
+                m.d.comb += self.pixels.ready.eq(open_)
                 m.d.comb += [px_wr.addr.eq(pix), px_wr.data.eq(self.pixels.payload),
-                             px_wr.en.eq(self.pixels.valid)]
-                with m.If(self.pixels.valid):
+                             px_wr.en.eq(self.pixels.valid & open_)]
+                with m.If(self.pixels.valid & open_):
                     with m.If(pix == n_pix - 1):
                         m.d.sync += [pix.eq(0), pc.eq(0), fetched.eq(0), arrived.eq(0),
                                      want.eq(hw), busy.eq(1)]
@@ -526,7 +634,14 @@ class SerialProcessor(wiring.Component):
             with m.State("SETUP"):
                 m.d.sync += [t.eq(0), k.eq(0), f.eq(0)]
                 start_walk(head.plane + g0)
-                m.next = "INIT"
+                m.next = "WEIGHTS_START" if self.external else "INIT"
+            if self.external:  # the tile's weight image into the weight buffer
+                with m.State("WEIGHTS_START"):
+                    m.d.comb += w.weight_reader.start.eq(1)
+                    m.next = "WEIGHTS"
+                with m.State("WEIGHTS"):
+                    with m.If(~w.weight_reader.busy):
+                        m.next = "INIT"
             with m.State("INIT"):
                 m.d.comb += [issue.valid.eq(1), issue.kind.eq(INIT), issue.addr.eq(a)]
                 step_walk()
@@ -576,18 +691,21 @@ class SerialProcessor(wiring.Component):
                         m.next = "NEXT_STEP"
             with m.State("SWEEP"):
                 # A word is issued once for each R of its lanes (``rule_units``): issue j
-                # brings lanes jR .. jR + R − 1 to the rule units.
-                m.d.comb += [issue.valid.eq(1), issue.kind.eq(SWEEP), issue.addr.eq(a),
-                             issue.baddr.eq(baddr), issue.paddr.eq(paddr),
-                             issue.fire.eq(f),
-                             issue.first.eq(f == 0), issue.sub.eq(sub)]
-                with m.If(sub == self.plan.sweep_cycles - 1):
-                    m.d.sync += sub.eq(0)
-                    step_walk()
-                    with m.If(last_word):
-                        m.next = "SWEPT"
-                with m.Else():
-                    m.d.sync += sub.eq(sub + 1)
+                # brings lanes jR .. jR + R − 1 to the rule units. (External: a word
+                # starts only while the plane queue has room for those in flight.)
+                go = (w.plane_room | (sub != 0)) if self.external else Const(1, 1)
+                with m.If(go):
+                    m.d.comb += [issue.valid.eq(1), issue.kind.eq(SWEEP), issue.addr.eq(a),
+                                 issue.baddr.eq(baddr), issue.paddr.eq(paddr),
+                                 issue.fire.eq(f),
+                                 issue.first.eq(f == 0), issue.sub.eq(sub)]
+                    with m.If(sub == self.plan.sweep_cycles - 1):
+                        m.d.sync += sub.eq(0)
+                        step_walk()
+                        with m.If(last_word):
+                            m.next = "SWEPT"
+                    with m.Else():
+                        m.d.sync += sub.eq(sub + 1)
             def report():  # (the last tile's sweep ends the sample's busy cycles)
                 with m.If(head.last):
                     m.d.sync += busy.eq(0)
@@ -612,7 +730,11 @@ class SerialProcessor(wiring.Component):
             with m.State("REPORT"):
                 self._report(m, w, head, g0)
             with m.State("NEXT_STEP"):
-                with m.If(last_t):
+                # (external: the tile's plane words all in SDRAM before a later tile reads)
+                written = w.planes_written if self.external else Const(1, 1)
+                with m.If(last_t & ~written):
+                    pass
+                with m.Elif(last_t):
                     with m.If(head.last):
                         m.d.sync += busy.eq(0)
                         m.next = "LOAD"
@@ -668,18 +790,24 @@ class SerialProcessor(wiring.Component):
         # Stage 0: the weights' addresses. Fields f .. f + P − 1 lie in words f >> log P
         # and the next.
         word = s0.field >> log_p
-        m.d.comb += [w0_addr.eq((word + 1) >> 1), w1_addr.eq(word >> 1)]
-        # Stage 1: the banks' words registered again.
-        wq0, wq1 = (Signal.like(d, name=f"wq{i}") for i, d in enumerate((w0_data, w1_data)))
-        m.d.sync += [wq0.eq(w0_data), wq1.eq(w1_data)]
-        # Stage 2: the funnel: the low word first, shifted down by the field's lane.
-        odd = s2.field >> log_p & 1
-        lane = s2.field & (P - 1) if P > 1 else Const(0, 1)
-        lo = Mux(odd, Value.cast(wq1), Value.cast(wq0))
-        hi = Mux(odd, Value.cast(wq0), Value.cast(wq1))
-        both = Cat(lo, hi)
         w3 = Signal(data.ArrayLayout(signed(wbits), P), name="w3")
-        m.d.sync += w3.eq((both >> (lane * wbits))[:P * wbits])
+        if self.external:  # (a tile's rows are whole words: the word is the P weights)
+            m.d.comb += w0_addr.eq(word)
+            wq0 = Signal.like(w0_data, name="wq0")
+            m.d.sync += [wq0.eq(w0_data), w3.eq(wq0)]
+        else:
+            m.d.comb += [w0_addr.eq((word + 1) >> 1), w1_addr.eq(word >> 1)]
+            # Stage 1: the banks' words registered again.
+            wq0, wq1 = (Signal.like(d, name=f"wq{i}")
+                        for i, d in enumerate((w0_data, w1_data)))
+            m.d.sync += [wq0.eq(w0_data), wq1.eq(w1_data)]
+            # Stage 2: the funnel: the low word first, shifted down by the field's lane.
+            odd = s2.field >> log_p & 1
+            lane = s2.field & (P - 1) if P > 1 else Const(0, 1)
+            lo = Mux(odd, Value.cast(wq1), Value.cast(wq0))
+            hi = Mux(odd, Value.cast(wq0), Value.cast(wq1))
+            both = Cat(lo, hi)
+            m.d.sync += w3.eq((both >> (lane * wbits))[:P * wbits])
         # The multiplier count << shift, one for every lane: a pixel's code, a count ≤ τ,
         # or an ILIF plane's 1 << (≤ 7), each shifted by the weight shift.
         mult3 = Signal(max(PIXEL_BITS, self.count_bits + (PIXEL_BITS - 1 if self.ilif else 0))

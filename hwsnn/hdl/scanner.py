@@ -202,7 +202,7 @@ class PlaneScanner(wiring.Component):
     """
 
     def __init__(self, *, lanes: int, bits: int, max_channels: int, max_height: int,
-                 max_width: int, addr_width: int, max_pool: int = 0):
+                 max_width: int, addr_width: int, max_pool: int = 0, stream_input: bool = False):
         for name, value in (("lanes", lanes), ("bits", bits), ("max_channels", max_channels),
                             ("max_height", max_height), ("max_width", max_width),
                             ("addr_width", addr_width)):
@@ -212,16 +212,20 @@ class PlaneScanner(wiring.Component):
         self.lanes, self.bits, self.max_pool = lanes, bits, max_pool
         self.max_channels, self.max_height, self.max_width = max_channels, max_height, max_width
         self.addr_width = addr_width
-        super().__init__({
+        self.stream_input = stream_input
+        members = {
             "cfg": In(scan_config_layout(addr_width, max_channels, max_height, max_width,
                                          lanes, max_pool)),
             "start": In(1),
             "busy": Out(1),
-            "rd_addr": Out(addr_width),
-            "rd_en": Out(1),
-            "rd_data": In(lanes * bits),
             "o": Out(stream.Signature(scan_event_layout(bits, max_channels, max_height,
-                                                        max_width)))})
+                                                        max_width)))}
+        if stream_input:
+            members["words"] = In(stream.Signature(lanes * bits))
+        else:
+            members.update({"rd_addr": Out(addr_width), "rd_en": Out(1),
+                            "rd_data": In(lanes * bits)})
+        super().__init__(members)
 
     @property
     def max_groups(self) -> int:
@@ -276,7 +280,7 @@ class PlaneScanner(wiring.Component):
         # Send: the lowest pending lane, or the end beat once the last word is gone.
         c = Signal(range(self.max_groups * P))
         m.d.comb += c.eq(s_c0 + lane)
-        end = busy & ~have & ~fresh
+        end = Signal()
         m.d.comb += [o.valid.eq((pending != 0) | end), o.payload.end.eq(end),
                      o.payload.c.eq(c), o.payload.y.eq(s_y), o.payload.x.eq(s_x),
                      o.payload.row.eq(s_pos + c),
@@ -284,20 +288,36 @@ class PlaneScanner(wiring.Component):
         taken = o.valid & o.ready
 
         # Advance: the scan register takes the next word once its last event leaves (at
-        # once if it has none), and that word's successor is read in the same cycle.
+        # once if it has none), and that word's successor is read in the same cycle (a
+        # stream's: the word at its head is taken, if it has come).
         advance = busy & ((pending == 0) | (only & o.ready))
-        fetch = advance & fresh & ~last_word
-        m.d.comb += [self.rd_en.eq(launch | fetch),
-                     self.rd_addr.eq(Mux(busy, addr, cfg.base))]
+        if self.stream_input:
+            # ``fresh``: the stream's head is a word of this plane; ``drained``: all taken
+            drained = Signal()
+            m.d.comb += [fresh.eq(self.words.valid & ~drained),
+                         self.words.ready.eq(advance & fresh)]
+            fetch = advance & fresh
+            incoming = self.words.payload
+            with m.If(fetch & last_word):
+                m.d.sync += drained.eq(1)
+            end_now = busy & ~have & drained
+        else:
+            fetch = advance & fresh & ~last_word
+            m.d.comb += [self.rd_en.eq(launch | fetch),
+                         self.rd_addr.eq(Mux(busy, addr, cfg.base))]
+            incoming = self.rd_data
+            end_now = None
         with m.If(taken & ~end):
             m.d.sync += sent.eq(sent | (Const(1, P) << lane))
         with m.If(advance):
-            m.d.sync += [have.eq(fresh), fresh.eq(fetch), sent.eq(0)]
+            m.d.sync += [have.eq(fresh), sent.eq(0)]
+            if not self.stream_input:
+                m.d.sync += fresh.eq(fetch)
             with m.If(fresh):
-                m.d.sync += [word.eq(self.rd_data), s_c0.eq(c0), s_y.eq(at_y),
+                m.d.sync += [word.eq(incoming), s_c0.eq(c0), s_y.eq(at_y),
                              s_x.eq(at_x), s_pos.eq(pos),
                              real.eq(Cat(c0 + p < cfg.channels for p in range(P)))]
-        with m.If(fetch):
+        with m.If(fetch & ~last_word):
             m.d.sync += addr.eq(addr + 1)
             with m.If(last_g):
                 m.d.sync += [g.eq(0), c0.eq(0)]
@@ -320,12 +340,17 @@ class PlaneScanner(wiring.Component):
                         m.d.sync += pos.eq(pos + cfg.channels)
             with m.Else():
                 m.d.sync += [g.eq(g + 1), c0.eq(c0 + P)]
+        m.d.comb += end.eq(end_now if end_now is not None else busy & ~have & ~fresh)
         with m.If(taken & end):
             m.d.sync += busy.eq(0)
         with m.If(launch):
-            m.d.sync += [busy.eq(1), fresh.eq(1), have.eq(0), sent.eq(0),
+            m.d.sync += [busy.eq(1), have.eq(0), sent.eq(0),
                          addr.eq(cfg.base + 1), g.eq(0), c0.eq(0), y.eq(0), x.eq(0),
                          pos.eq(0)]
+            if self.stream_input:
+                m.d.sync += drained.eq(0)
+            else:
+                m.d.sync += fresh.eq(1)
             if self.max_pool:
                 m.d.sync += row_pos.eq(0)
         return m

@@ -102,11 +102,14 @@ class ProjectionDescriptor:
     padding: int
     weight_bits: int
     weight_shift: int
-    weight_field: int  # the first weight's field in the weight memory
-    weights: int  # its weights (fields)
+    weight_field: int  # the first weight's field in the weight memory (external: its
+    # first row among its population's rows; a tile's record has the field, rows × the
+    # tile's lanes)
+    weights: int  # its weights (fields; external: as stored, without the padding lanes)
     source_plane: int  # word address of the source's first plane (the image: pixel 0)
     pool: int = 0  # log2 f: an f×f average pooling folded into its weights, kept once
     # (``pool_factor``); kernel, stride and padding are then the pooled grid's
+    rows: int = 0  # weight rows: a source neuron's or a tap's output channels each
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ class LayerDescriptor:
 HEADER_FIELDS = _HEADER = (
     "kind", "threshold", "group_size", "v0", "steps_in", "steps_out", "cos_steps", "channels",
     "height", "width", "c0", "tile_groups", "bias_word", "bias_per_channel", "plane",
-    "plane_step", "has_current", "projections", "last")
+    "plane_step", "has_current", "projections", "last", "weight_addr", "weight_words")
 RECORD_FIELDS = _PROJECTION = (
     "source_is_image", "conv", "src_channels", "src_height", "src_width", "source_plane",
     "source_step", "kernel", "stride", "padding", "weight_field", "weight_shift", "pool")
@@ -185,6 +188,11 @@ class TileDescriptor:
     has_current: int  # GN fed by the image: an input current, computed once per tile
     projections: int
     last: int  # the program's last tile
+    # External memory (``SerialPlan(external=True)``): the tile's weights, ``weight_words``
+    # words of the weight buffer loaded from buffer word ``weight_addr`` of the SDRAM's
+    # weight image before the tile runs (on-chip plans: 0, 0)
+    weight_addr: int = 0
+    weight_words: int = 0
     records: tuple[ProjectionRecord, ...] = ()
 
 
@@ -250,7 +258,8 @@ class SerialPlan:
 
     def __init__(self, net: QNet, lanes: int = 16, *, membrane_words: int | None = None,
                  keep_current: bool = True, loadable: bool = False,
-                 rule_units: int | None = None, weight_slices: int = 0):
+                 rule_units: int | None = None, weight_slices: int = 0,
+                 external: bool = False, weight_words: int | None = None):
         if not isinstance(net, QNet):
             raise TypeError(f"SerialPlan needs a QNet, not {type(net).__name__}")
         if net.version != FORMAT_VERSION:
@@ -278,7 +287,8 @@ class SerialPlan:
                 if q.kind == "dense" and len(pop.shape) == 3:
                     raise ParameterError(f"population {pop.name}: a dense projection into "
                                          "a spatial population is not supported")
-        for flag, value in (("keep_current", keep_current), ("loadable", loadable)):
+        for flag, value in (("keep_current", keep_current), ("loadable", loadable),
+                            ("external", external)):
             if not isinstance(value, bool):
                 raise ParameterError(f"{flag} must be True or False, not {value!r}")
         if rule_units is None:
@@ -288,6 +298,16 @@ class SerialPlan:
             raise ParameterError(f"rule_units must be a power of two that divides the "
                                  f"{lanes} lanes, not {rule_units!r}")
         _check_slices(weight_slices)
+        if weight_words is not None and (not external or isinstance(weight_words, bool)
+                                         or not isinstance(weight_words, int)
+                                         or weight_words < 1):
+            raise ParameterError(f"weight_words (the weight buffer's words) is a positive "
+                                 f"integer, for external=True only, not {weight_words!r}")
+        if external and loadable:
+            raise ParameterError("external=True keeps the weights in SDRAM, loaded over the "
+                                 "link there: loadable (weights in on-chip run-time stores) "
+                                 "does not apply")
+        self.external, self.weight_words = external, weight_words
         self.net, self.lanes, self.keep_current = net, lanes, keep_current
         self.loadable = loadable
         self.weight_slices = weight_slices
@@ -299,25 +319,36 @@ class SerialPlan:
         # (the bias as added: a rate readout's T·B, an ILIF's B + V0: ``widths``)
         self.bias_bits = max(widths(net, p).bias for p in net.populations)
         self.regions: list[Region] = []
-        tiles = {p.name: self._tiles(p, membrane_words) for p in net.populations}
+        shapes = {INPUT: tuple(int(d) for d in net.input.shape)}
+        shapes.update({p.name: tuple(int(d) for d in p.shape) for p in net.populations})
+        pools = {(p.name, i): pool_factor(q, shapes[q.source])
+                 for p in net.populations for i, q in enumerate(p.projections)}
+        rows = {p.name: [int(pooled_weights(q, shapes[q.source], pools[p.name, i]).size)
+                         // (q.stored.shape[0]) for i, q in enumerate(p.projections)]
+                for p in net.populations}
+        tiles = {p.name: self._tiles(p, membrane_words,
+                                     sum(rows[p.name]) if external else None)
+                 for p in net.populations}
         planes = self._place_planes()
         self.layers: list[LayerDescriptor] = []
         field, bias_word = 0, 0
-        shapes = {INPUT: tuple(int(d) for d in net.input.shape)}
-        shapes.update({p.name: tuple(int(d) for d in p.shape) for p in net.populations})
         for pop in net.populations:
             projs = []
+            row = 0
             for i, q in enumerate(pop.projections):
-                pool = pool_factor(q, shapes[q.source])
+                pool = pools[pop.name, i]
                 f = 1 << pool if q.kind == "conv" else 1  # (the kernel's pooled grid)
                 n = int(pooled_weights(q, shapes[q.source], pool).size)
                 plane = 0 if q.source == INPUT else planes[q.source].base
                 projs.append(ProjectionDescriptor(
                     q.source, q.kind, shapes[q.source], q.kernel // f, q.stride // f,
-                    q.padding // f, q.weight_bits, q.weight_shift, field, n, plane, pool))
-                self.regions.append(Region("weights", f"{pop.name}.{i}", field // lanes,
-                                           _span(field, n, lanes), n * q.weight_bits))
+                    q.padding // f, q.weight_bits, q.weight_shift,
+                    row if external else field, n, plane, pool, rows[pop.name][i]))
+                if not external:
+                    self.regions.append(Region("weights", f"{pop.name}.{i}", field // lanes,
+                                               _span(field, n, lanes), n * q.weight_bits))
                 field += n
+                row += rows[pop.name][i]
             per_channel = _bias_per_channel(pop)
             channels, positions = _channels(pop.shape)
             words = math.ceil(channels / lanes) * (1 if per_channel else positions)
@@ -333,21 +364,25 @@ class SerialPlan:
             bias_word += words
         self.weight_field_count = field
         self.tiles = self._tile_descriptors()
+        self.sdram: dict[str, Region] = {}
+        if external:
+            self._place_sdram()
         tile_words = max(self._tile_words(p, t) for p in net.populations
                          for t in tiles[p.name])
         with_current = [p for p in net.populations if self._has_current(p)]
         current_words = max((self._tile_words(p, t) for p in with_current
                              for t in tiles[p.name]), default=0)
         self.memories = {
-            "weights": (lanes * self.weight_bits, math.ceil(field / lanes)),
+            "weights": (lanes * self.weight_bits,
+                        max(t.weight_words for t in self.tiles) if external
+                        else math.ceil(field / lanes)),
             "biases": (lanes * self.bias_bits, bias_word),
             "membranes": (lanes * max(widths(net, p).membrane for p in net.populations),
                           membrane_words if membrane_words is not None else tile_words),
             "currents": (lanes * max((widths(net, p).current for p in with_current),
                                      default=1), current_words),
             "planes": (lanes * self.plane_bits,
-                       max((r.base + r.words for r in self.regions if r.memory == "planes"),
-                           default=0)),
+                       0 if external else self.plane_words_total()),
             "pixels": (PIXEL_BITS, math.prod(net.input.shape)),
             "program": (PROGRAM_WIDTH, len(self.program_words())),
         }
@@ -357,17 +392,27 @@ class SerialPlan:
         _, positions = _channels(pop.shape)
         return positions * math.ceil((tile[1] - tile[0]) / self.lanes)
 
-    def _tiles(self, pop: QPopulation, membrane_words: int | None):
+    def _tiles(self, pop: QPopulation, membrane_words: int | None, rows: int | None):
+        """Output channel ranges of ``pop``: as many lane groups a tile as the membrane
+        memory holds and, with the weights in external memory (``rows``: the weight rows
+        of its projections), as the weight buffer holds (a row of a lane group a word)."""
         channels, positions = _channels(pop.shape)
-        if membrane_words is None:
-            return ((0, channels),)
-        groups = membrane_words // positions  # lane groups of P channels per tile
-        if groups < 1:
-            raise ParameterError(
-                f"population {pop.name} {list(pop.shape)}: {positions} positions × "
-                f"{self.lanes} channels need {positions} membrane words, more than the "
-                f"{membrane_words} there are; give the membrane memory at least "
-                f"{positions} words")
+        groups = math.ceil(channels / self.lanes)
+        if membrane_words is not None:
+            groups = membrane_words // positions  # lane groups of P channels per tile
+            if groups < 1:
+                raise ParameterError(
+                    f"population {pop.name} {list(pop.shape)}: {positions} positions × "
+                    f"{self.lanes} channels need {positions} membrane words, more than the "
+                    f"{membrane_words} there are; give the membrane memory at least "
+                    f"{positions} words")
+        if rows is not None and self.weight_words is not None:
+            if rows > self.weight_words:
+                raise ParameterError(
+                    f"population {pop.name}: a lane group of {self.lanes} channels has "
+                    f"{rows} rows of weights, more than the weight buffer's "
+                    f"{self.weight_words} words; give it at least {rows}")
+            groups = min(groups, self.weight_words // rows)
         step = groups * self.lanes
         return tuple((c, min(c + step, channels)) for c in range(0, channels, step))
 
@@ -383,6 +428,11 @@ class SerialPlan:
                 and any(q.source == INPUT for q in pop.projections))
 
     # -- planes ---------------------------------------------------------------------------
+    def plane_words_total(self) -> int:
+        """Words the placed planes span (the plane memory's depth on chip)."""
+        return max((r.base + r.words for r in self.regions if r.memory == "planes"),
+                   default=0)
+
     def _plane_words(self, name: str) -> int:
         """Words of one step's plane of population ``name``: positions × lane groups."""
         pop = self.net.population(name)
@@ -426,24 +476,33 @@ class SerialPlan:
     def _tile_descriptors(self) -> list[TileDescriptor]:
         net, out = self.net, []
         cos = net.cos_steps if net.method == "cos" else 0
+        weight_addr = 0  # (external: the next tile's image, in weight buffer words)
         for layer in self.layers:
             pop = net.population(layer.population)
             channels, height, width = _geometry(pop.shape)
-            records = []
-            for q in layer.projections:
-                c, h, w = _geometry(q.source_shape)
-                records.append(ProjectionRecord(
-                    int(q.source == INPUT), int(q.kind == "conv"), c, h, w, q.source_plane,
-                    0 if q.source == INPUT else self._plane_words(q.source),
-                    q.kernel, q.stride, q.padding, q.weight_field, q.weight_shift, q.pool))
             for c0, c1 in layer.tiles:
+                groups = math.ceil((c1 - c0) / self.lanes)
+                # (external: a tile's rows are its own lanes, back to back from field 0)
+                scale = groups * self.lanes if self.external else 1
+                records = []
+                for q in layer.projections:
+                    c, h, w = _geometry(q.source_shape)
+                    records.append(ProjectionRecord(
+                        int(q.source == INPUT), int(q.kind == "conv"), c, h, w,
+                        q.source_plane, 0 if q.source == INPUT else
+                        self._plane_words(q.source), q.kernel, q.stride, q.padding,
+                        q.weight_field * scale, q.weight_shift, q.pool))
+                words = sum(q.rows for q in layer.projections) * groups \
+                    if self.external else 0
                 out.append(TileDescriptor(
                     KINDS.index(pop.kind), pop.threshold, pop.group_size, pop.v0,
                     pop.steps_in, pop.steps_out, cos if pop.kind != "ilif" else 0,
-                    channels, height, width, c0, math.ceil((c1 - c0) / self.lanes),
+                    channels, height, width, c0, groups,
                     layer.bias_word, int(layer.bias_per_channel), max(layer.plane, 0),
-                    layer.plane_words, int(self._has_current(pop)), len(records), 0,
-                    tuple(records)))
+                    layer.plane_words, int(self._has_current(pop)), len(records), last=0,
+                    weight_addr=weight_addr if self.external else 0, weight_words=words,
+                    records=tuple(records)))
+                weight_addr += words
         out[-1] = TileDescriptor(**{**_header_values(out[-1]), "last": 1,
                                     "records": out[-1].records})
         return out
@@ -476,24 +535,123 @@ class SerialPlan:
                 words += _pack([(getattr(r, n), *spec[n]) for n in _PROJECTION])
         return words
 
+    # -- external memory (SDRAM) ----------------------------------------------------------
+    @staticmethod
+    def rows_per_group(net: QNet) -> dict[str, int]:
+        """External: each population's weight rows, the buffer words one lane group of its
+        output channels takes (the smallest weight buffer that runs it has the most)."""
+        shapes = {INPUT: tuple(int(d) for d in net.input.shape)}
+        shapes.update({p.name: tuple(int(d) for d in p.shape) for p in net.populations})
+        return {p.name: sum(int(pooled_weights(q, shapes[q.source],
+                                               pool_factor(q, shapes[q.source])).size)
+                            // q.stored.shape[0] for q in p.projections)
+                for p in net.populations}
+
+    @property
+    def weight_word_sdram(self) -> int:
+        """SDRAM words (16 bits) a word of P weights takes: a power of two (the rest of
+        its bits zero), so that a buffer word's address is a shift of its index."""
+        return _pow2_words(self.lanes * self.weight_bits)
+
+    @property
+    def plane_word_sdram(self) -> int:
+        """SDRAM words a plane word (P counts) takes, a power of two."""
+        return _pow2_words(self.lanes * self.plane_bits)
+
+    def _place_sdram(self) -> None:
+        """The SDRAM's map: the tiles' weight images from word 0, then the planes (from a
+        row's start)."""
+        weights = sum(t.weight_words for t in self.tiles) * self.weight_word_sdram
+        plane_base = -(-weights // SDRAM_ROW) * SDRAM_ROW
+        self.sdram = {
+            "weights": Region("sdram", "weights", 0, weights,
+                              sum(r.bits_used for r in self._weight_regions())),
+            "planes": Region("sdram", "planes", plane_base,
+                             self.plane_words_total() * self.plane_word_sdram,
+                             sum(r.bits_used for r in self.regions if r.memory == "planes"))}
+
+    def _weight_regions(self):
+        for layer in self.layers:
+            for i, q in enumerate(layer.projections):
+                yield Region("weights", f"{layer.population}.{i}", 0, 0,
+                             q.weights * q.weight_bits)
+
+    @property
+    def sdram_words(self) -> int:
+        """The SDRAM words the plan uses (16 bits each; 0 on chip)."""
+        return max((r.base + r.words for r in self.sdram.values()), default=0)
+
+    def tile_weights(self, k: int) -> np.ndarray:
+        """External: tile ``k``'s weight image as its buffer holds it, [weight_words, P]
+        fields (weight >> its shift): for each projection, each row's fields of the
+        tile's output channels, a word per lane group (channels past the population's:
+        0)."""
+        if not self.external:
+            raise ParameterError("tile_weights is the external-memory layout: "
+                                 "plan with external=True")
+        tile = self.tiles[k]
+        layer = [layer for layer in self.layers for _ in layer.tiles][k]
+        pop = self.net.population(layer.population)
+        lanes = tile.tile_groups * self.lanes
+        out = np.zeros((tile.weight_words, self.lanes), dtype=np.int64)
+        for desc, q in zip(layer.projections, pop.projections, strict=True):
+            rows = _weight_rows(q, desc)[:, tile.c0:tile.c0 + lanes]  # [rows, ≤ lanes]
+            block = np.zeros((desc.rows, lanes), dtype=np.int64)
+            block[:, :rows.shape[1]] = rows
+            first = desc.weight_field * tile.tile_groups
+            out[first:first + desc.rows * tile.tile_groups] = block.reshape(-1, self.lanes)
+        return out
+
+    def sdram_image(self) -> np.ndarray:
+        """External: the SDRAM's initial words (uint16) up to the end of the weights: each
+        tile's weight image, a buffer word as ``weight_word_sdram`` words, its lowest bits
+        first (field l in bits l·b .. of the word)."""
+        if not self.external:
+            raise ParameterError("sdram_image is the external-memory layout: plan with "
+                                 "external=True")
+        n = self.weight_word_sdram
+        out = np.zeros(self.sdram["weights"].words, dtype=np.uint16)
+        for k, tile in enumerate(self.tiles):
+            if tile.weight_words:
+                at = tile.weight_addr * n
+                out[at:at + tile.weight_words * n] = _sdram_words(
+                    self.tile_weights(k), self.weight_bits, n)
+        return out
+
+    def transfers(self) -> dict[str, int]:
+        """External: SDRAM words (16 bits) moved per sample, the same for every sample:
+        ``weights`` (every tile's weight image, read once before it runs), ``plane_reads``
+        (every word of every plane scan) and ``plane_writes`` (every word every sweep
+        writes); on chip, all 0."""
+        if not self.external:
+            return {"weights": 0, "plane_reads": 0, "plane_writes": 0}
+        weights = sum(t.weight_words for t in self.tiles) * self.weight_word_sdram
+        reads = writes = 0
+        for layer in self.layers:
+            pop = self.net.population(layer.population)
+            for c0, c1 in layer.tiles:
+                for q in layer.projections:
+                    if q.source != INPUT:
+                        reads += pop.steps_in * self._plane_words(q.source)
+                if pop.kind != "readout":
+                    _, positions = _channels(pop.shape)
+                    writes += pop.steps_out * positions * math.ceil((c1 - c0) / self.lanes)
+        return {"weights": weights, "plane_reads": reads * self.plane_word_sdram,
+                "plane_writes": writes * self.plane_word_sdram}
+
     # -- memory images --------------------------------------------------------------------
     def weight_fields(self) -> np.ndarray:
         """Every weight as stored (weight >> its shift), in field order: a dense row per
         source neuron in plane order ((y·W + x)·C + c), a convolution's per tap; a
         projection with a pooling folded in (``pool_factor``) keeps each weight once, its
         rows those of the pooled grid."""
+        if self.external:
+            raise ParameterError("with external=True the weights are laid out by tile: "
+                                 "tile_weights, sdram_image")
         out = np.zeros(self.weight_field_count, dtype=np.int64)
         for layer, pop in zip(self.layers, self.net.populations, strict=True):
             for desc, q in zip(layer.projections, pop.projections, strict=True):
-                w = pooled_weights(q, desc.source_shape, desc.pool)
-                if q.kind == "dense":
-                    n_out = w.shape[0]
-                    if q.source != INPUT:  # source rows into plane order
-                        c, h, wd = w.shape[1:]
-                        w = w.reshape(n_out, c, h * wd).transpose(0, 2, 1).reshape(n_out, -1)
-                    rows = w.T  # [rows, outputs]
-                else:
-                    rows = w.transpose(1, 2, 3, 0).reshape(-1, w.shape[0])  # [(ci,ky,kx), co]
+                rows = _weight_rows(q, desc)
                 out[desc.weight_field:desc.weight_field + desc.weights] = rows.reshape(-1)
         return out
 
@@ -556,11 +714,15 @@ class SerialPlan:
 
     def arguments(self) -> dict:
         """``lanes``, ``membrane_words`` (as asked), ``keep_current``, ``loadable``,
-        ``rule_units``, ``weight_slices``: ``SerialPlan(net, **plan.arguments())`` makes
-        this plan again."""
-        return {"lanes": self.lanes, "membrane_words": self.membrane_words,
+        ``rule_units``, ``weight_slices`` (and with external memory ``external``,
+        ``weight_words``): ``SerialPlan(net, **plan.arguments())`` makes this plan
+        again."""
+        args = {"lanes": self.lanes, "membrane_words": self.membrane_words,
                 "keep_current": self.keep_current, "loadable": self.loadable,
                 "rule_units": self.rule_units, "weight_slices": self.weight_slices}
+        if self.external:  # (on-chip plans' arguments as before: old reports match)
+            args.update(external=True, weight_words=self.weight_words)
+        return args
 
     @property
     def bank_depth(self) -> int:
@@ -687,7 +849,9 @@ class SerialPlan:
         whole lane groups the events and sweeps cost the same, tile by tile) with the
         input stages' operations as the processor has them (``image_ops``: an event per
         non-zero pixel, not per set bit, and without ``keep_current`` once per step), plus
-        ``scan_cycles`` and ``shared_rule_cycles``."""
+        ``scan_cycles`` and ``shared_rule_cycles``; with external memory, plus a cycle for
+        every SDRAM word of the tiles' weight images (loaded before each tile runs, a word
+        a cycle; the planes' words stream beside the work)."""
         lanes = result.lanes
         if lanes != self.lanes and not (isinstance(lanes, dict)
                                         and set(lanes.values()) == {self.lanes}):
@@ -697,7 +861,41 @@ class SerialPlan:
             raise ParameterError("the ideal cycles depend on the image: pass the codes "
                                  "the golden run had")
         return (result.ideal_cycles_total - self.image_ops(codes, bit_planes=True)
-                + self.image_ops(codes) + self.scan_cycles() + self.shared_rule_cycles())
+                + self.image_ops(codes) + self.scan_cycles() + self.shared_rule_cycles()
+                + self.transfers()["weights"])
+
+
+def _weight_rows(q, desc: ProjectionDescriptor) -> np.ndarray:
+    """[rows, outputs] the weights of ``q`` as stored, kept once under its pooling: a dense
+    row per source neuron in plane order ((y·W + x)·C + c), a convolution's per tap (c_in,
+    ky, kx)."""
+    w = pooled_weights(q, desc.source_shape, desc.pool)
+    if q.kind == "dense":
+        n_out = w.shape[0]
+        if q.source != INPUT:  # source rows into plane order
+            c, h, wd = w.shape[1:]
+            w = w.reshape(n_out, c, h * wd).transpose(0, 2, 1).reshape(n_out, -1)
+        return w.T
+    return w.transpose(1, 2, 3, 0).reshape(-1, w.shape[0])
+
+
+def _sdram_words(fields: np.ndarray, bits: int, n: int) -> np.ndarray:
+    """[words, P] fields of ``bits`` bits (two's complement) → each word as ``n`` 16-bit
+    SDRAM words, field l in bits l·bits .. of the word, its lowest 16 bits first."""
+    words, lanes = fields.shape
+    ones = (fields[..., None] >> np.arange(bits)) & 1  # [words, P, bits], bit 0 first
+    flat = np.zeros((words, n * SDRAM_WORD), dtype=np.uint8)
+    flat[:, :lanes * bits] = ones.reshape(words, lanes * bits)
+    return np.packbits(flat, axis=1, bitorder="little").view("<u2").reshape(-1)
+
+
+SDRAM_WORD = 16  # bits of an SDRAM word (the ULX3S's chip: 16 data lines)
+SDRAM_ROW = 512  # words of an SDRAM row (its columns): the planes start at a row's start
+
+
+def _pow2_words(bits: int) -> int:
+    words = -(-bits // SDRAM_WORD)
+    return 1 << (words - 1).bit_length()
 
 
 def _header_values(t: TileDescriptor) -> dict[str, int]:

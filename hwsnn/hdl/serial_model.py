@@ -38,6 +38,9 @@ class SerialRun:
     descriptor: torch.Tensor  # [B] program words read
     scan: torch.Tensor  # [B] plane words and pixels read
     ops: torch.Tensor  # [B] operations issued (and readout values reported)
+    # [B] SDRAM words moved (external memory; else 0): weights loaded, plane words read
+    # and written, each as the SDRAM words they take
+    sdram: dict[str, torch.Tensor] | None = None
 
 
 def _fields(words, bits: int, lanes: int, extra: int) -> np.ndarray:
@@ -58,9 +61,14 @@ class SerialMachine:
         self.sweep_cycles = plan.sweep_cycles  # per membrane word (the shared rule units)
         self.tiles = decode_program(plan.program_words(), plan.program_fields())
         widest = max(t.tile_groups for t in self.tiles) * P
-        self.weights = _fields(plan.memory_words("weights"), plan.weight_bits, P, widest)
+        self.external = plan.external
+        if self.external:  # (each tile's weights are loaded from the SDRAM image)
+            self.sdram = plan.sdram_image()
+            self.weights = None
+        else:
+            self.weights = _fields(plan.memory_words("weights"), plan.weight_bits, P, widest)
         self.biases = _fields(plan.memory_words("biases"), plan.bias_bits, P, 0).reshape(-1, P)
-        self.plane_depth = plan.memories["planes"][1]
+        self.plane_depth = plan.plane_words_total()
         self.count_limit = 1 << plan.plane_bits
         self.names = [layer.population for layer in plan.layers for _ in layer.tiles]
         self.header_words = {}  # (the program's words per tile, for the descriptor count)
@@ -79,30 +87,33 @@ class SerialMachine:
             counters.append(counts)
             for name in outs:
                 outs[name].append(recorded[name])
-        cnt = torch.tensor(counters, dtype=torch.int64).reshape(len(codes), 3)
+        cnt = torch.tensor(counters, dtype=torch.int64).reshape(len(codes), 6)
         return SerialRun(
             readout=torch.tensor(np.array(readouts), dtype=torch.int64).reshape(len(codes), -1),
             outputs={k: torch.tensor(np.array(v), dtype=torch.int64) for k, v in outs.items()},
-            descriptor=cnt[:, 0], scan=cnt[:, 1], ops=cnt[:, 2])
+            descriptor=cnt[:, 0], scan=cnt[:, 1], ops=cnt[:, 2],
+            sdram={"weights": cnt[:, 3], "plane_reads": cnt[:, 4], "plane_writes": cnt[:, 5]})
 
     # -- one sample -------------------------------------------------------------------------
     def _sample(self, pixels: np.ndarray):
         net = self.plan.net
         self.pixels = pixels
         self.planes = np.zeros((self.plane_depth, self.lanes), dtype=np.int64)
-        self.count = [0, 0, 0]
+        self.count = [0] * 6  # descriptor, scan, ops, SDRAM: weights, plane reads, writes
         recorded = {p.name: np.zeros((p.steps_out, *p.shape), dtype=np.int64)
                     for p in net.populations if p.kind != "readout"}
-        readout = None
+        readout = np.zeros(net.output.size, dtype=np.int64)
         for k, (tile, name) in enumerate(zip(self.tiles, self.names, strict=True)):
             self.count[0] += self.header_words[k]
             result = self._tile(tile, recorded.get(name))
-            if result is not None:
-                readout = result
+            if result is not None:  # (a readout's tile: the values of its channels)
+                readout[tile.c0:tile.c0 + len(result)] = result
         return readout, recorded, list(self.count)
 
     def _tile(self, d: TileDescriptor, recorded):
         P, G = self.lanes, d.tile_groups
+        if self.external:
+            self._load_weights(d)
         kind = KINDS[d.kind]
         positions = d.height * d.width
         lanes = G * P
@@ -134,10 +145,11 @@ class SerialMachine:
                 self._pixels(d, r, v)
             if kind == "readout":  # (its bias field is T·B, added by the last sweep)
                 if t == steps - 1:
-                    self.count[2] += d.channels  # the values, one a cycle
-                    return (v + bias)[0, :d.channels].copy()
+                    values = (v + bias)[0, :self._real(d)].copy()
+                    self.count[2] += len(values)  # the values, one a cycle
+                    return values
                 if t == d.cos_steps - 1:  # the pre-simulation's sweep clears the readout
-                    self.count[2] += d.channels  # (counted as a report, as golden does)
+                    self.count[2] += self._real(d)  # (counted as a report, as golden does)
                     v[:] = 0
                 continue
             v += current if current is not None else bias
@@ -160,8 +172,9 @@ class SerialMachine:
                     self._plane(d, r, t, d.steps_in - 1 - t, v)
         v += bias  # (bias + V0)
         if kind == "readout":
-            self.count[2] += d.channels
-            return v[0, :d.channels].copy()
+            values = v[0, :self._real(d)].copy()
+            self.count[2] += len(values)
+            return values
         top = 2**d.steps_out * d.threshold - 1
         v = np.minimum(v, top)
         for k in range(d.steps_out):
@@ -172,6 +185,10 @@ class SerialMachine:
             self._write(d, k, fire, recorded)
         return None
 
+    def _real(self, d: TileDescriptor) -> int:
+        """The tile's channels that exist (its last lane group may run past them)."""
+        return min(d.channels - d.c0, d.tile_groups * self.lanes)
+
     # -- memories ---------------------------------------------------------------------------
     def _bias(self, d, positions, lanes):
         """The tile's biases, a word per lane group (and position, one per neuron)."""
@@ -181,8 +198,22 @@ class SerialMachine:
                 for p in range(positions)]
         return np.stack([self.biases[r:r + G].reshape(-1) for r in rows])
 
+    def _load_weights(self, d):
+        """External: the tile's weight image, read from the SDRAM into the weight buffer
+        (its fields, from field 0)."""
+        n, P = self.plan.weight_word_sdram, self.lanes
+        at = d.weight_addr * n
+        raw = self.sdram[at:at + d.weight_words * n].astype(np.int64)
+        words = [sum(int(raw[j * n + i]) << (16 * i) for i in range(n))
+                 for j in range(d.weight_words)]
+        self.weights = _fields(words, self.plan.weight_bits, P, 0)
+        self.count[3] += d.weight_words * n
+
     def _row(self, d, r, row):
-        first = r.weight_field + row * d.channels + d.c0
+        if self.external:  # (a tile's rows are its own lanes, from field 0)
+            first = r.weight_field + row * d.tile_groups * self.lanes
+        else:
+            first = r.weight_field + row * d.channels + d.c0
         return self.weights[first:first + d.tile_groups * self.lanes] << r.weight_shift
 
     def _event(self, d, r, target, c, y, x, row, count, shift):
@@ -219,6 +250,7 @@ class SerialMachine:
         words = r.src_height * r.src_width * groups
         base = r.source_plane + t * words
         pooled_width = -(-r.src_width >> r.pool)
+        self.count[4] += words * self.plan.plane_word_sdram if self.external else 0
         for a in range(words):
             self.count[1] += 1
             pos, g = divmod(a, groups)
@@ -239,6 +271,8 @@ class SerialMachine:
         if counts.max(initial=0) >= self.count_limit:
             raise AssertionError(f"a count {counts.max()} does not fit the plane's fields")
         g0 = d.c0 // P
+        if self.external:
+            self.count[5] += positions * G * self.plan.plane_word_sdram
         for p in range(positions):
             at = d.plane + t * positions * groups + p * groups + g0
             self.planes[at:at + G] = counts[p].reshape(G, P)

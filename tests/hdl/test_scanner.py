@@ -454,3 +454,80 @@ def test_zero_words_without_ready(lanes, bits):
         first = min(((r // C) * G + (r % C) // lanes for r in rows), default=len(words))
         want.append(2 + first)
     assert delays == want
+
+
+# -- the stream input (planes in SDRAM: a DMA stream brings the words) --------------------
+def _scan_stream(lanes, bits, planes, seed, busy, gaps):
+    """Scan ``planes`` from a stream of their words, back to back (the next plane's words
+    may wait at the stream's head while a scan finishes), the stream empty in a random
+    ``gaps`` of the cycles and ``o`` ready with probability 1 − busy. Returns the beats,
+    each plane's (start, end beat) cycles, and the faults seen."""
+    dut = PlaneScanner(lanes=lanes, bits=bits, max_channels=MAX_C, max_height=MAX_H,
+                       max_width=MAX_W, addr_width=ADDR_WIDTH, max_pool=MAX_POOL,
+                       stream_input=True)
+    rng = random.Random(seed)
+    stream = [w for _, _, words, _ in planes for w in words]
+    got, spans, faults = [], [], []
+    limit = 40 * sum(len(w) * (lanes + 1) + SCAN_OVERHEAD + 4 for _, _, w, _ in planes)
+
+    async def bench(ctx):
+        k, started, waiting, at = 0, None, None, 0
+        for cycle in range(limit):
+            if k == len(planes) and started is None:
+                break
+            if started is None:
+                base, (C, H, W), words, pool = planes[k]
+                ctx.set(dut.cfg, {"base": base, "channels": C, "height": H, "width": W,
+                                  "groups": lane_groups(C, lanes), "pool": pool})
+                ctx.set(dut.start, 1)
+                started = cycle
+            else:
+                ctx.set(dut.start, 0)
+            offer = at < len(stream) and rng.random() >= gaps
+            ctx.set(dut.words.valid, offer)
+            ctx.set(dut.words.payload, stream[at] if at < len(stream) else 0)
+            ready = rng.random() >= busy
+            ctx.set(dut.o.ready, ready)
+            _, _, valid, beat, took = await ctx.tick().sample(dut.o.valid, dut.o.payload,
+                                                               dut.words.ready)
+            beat = _event(beat) if valid else None
+            if offer and took:
+                at += 1
+            if waiting is not None and beat != waiting:
+                faults.append((cycle, "changed", waiting, beat))
+            waiting = beat if valid and not ready else None
+            if valid and ready:
+                got.append(beat)
+                if beat == ("end",):
+                    spans.append((started, cycle))
+                    taken = sum(len(w) for _, _, w, _ in planes[:k + 1])
+                    if at != taken:
+                        faults.append((cycle, "words taken", at, taken))
+                    started, k = None, k + 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    del sim
+    gc.collect()
+    return got, spans, faults
+
+
+@pytest.mark.parametrize("lanes,bits", [(1, 1), (3, 2), (4, 4), (8, 1), (8, 4)])
+def test_scanner_from_a_stream(lanes, bits):
+    """The same events from a stream of the planes' words as from the memory, each plane
+    taking exactly its own words, under gaps and back-pressure; with neither, exactly
+    ``scan_cycles`` a plane, as from memory."""
+    rng = np.random.default_rng([lanes, bits, 7])
+    _, planes = _layout(rng, lanes, bits, _shapes(lanes), ("random", "zero", "full", "sparse"))
+    events, _ = _want(lanes, bits, planes)
+    for seed, busy, gaps in ((1, 0.3, 0.5), (2, 0.0, 0.2), (3, 0.6, 0.0)):
+        got, _, faults = _scan_stream(lanes, bits, planes, seed, busy, gaps)
+        _same(got, events)
+        assert faults == []
+    got, spans, faults = _scan_stream(lanes, bits, planes, 0, 0.0, 0.0)
+    _same(got, events)
+    assert faults == []
+    for (start, end), (_, shape, words, _) in zip(spans, planes, strict=True):
+        assert end - start + 1 == scan_cycles(words, shape, lanes, bits)
