@@ -78,6 +78,9 @@ class Board:
     url: str = ""
     notes: str = ""
     extra: dict = field(default_factory=dict)
+    # External RAM the processor can keep its weights and spike planes in: an
+    # ``hdl.sdram.SDRAMChip`` on the platform's "sdram" resource, or None
+    external_ram: object = None
 
     def make_platform(self):
         module, _, cls = self.platform.partition(":")

@@ -1,5 +1,7 @@
-"""Radiona ULX3S: ECP5 12F/25F/45F/85F, 25 MHz oscillator, FTDI UART."""
+"""Radiona ULX3S: ECP5 12F/25F/45F/85F, 25 MHz oscillator, FTDI UART, 32 MB of SDR
+SDRAM (16 bits)."""
 
+from ..hdl.sdram import ULX3S_SDRAM
 from . import Board, ecp5
 
 _SIZES = {  # device → (LUT4s, EBR blocks, 18×18 multipliers)
@@ -16,6 +18,6 @@ BOARDS = [
           drive_high=("uart_tx_enable",),
           programmer=("openFPGALoader", "-b", "ulx3s", "-m", "{bitstream}"),
           programmer_env="OPENFPGALOADER", bitstream_ext="bit",
-          url="https://radiona.org/ulx3s/")
+          url="https://radiona.org/ulx3s/", external_ram=ULX3S_SDRAM)
     for size, (luts, ebr, dsps) in _SIZES.items()
 ]

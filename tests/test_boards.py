@@ -547,3 +547,45 @@ def test_real_mnist_cnn_builds_for_icebreaker_on_the_serial_processor(tmp_path, 
     # One sample at a time: the interval is the latency, the plan's ideal cycles.
     assert r["cycles_per_inference"] == r["latency_cycles"] > 0
     assert abs(r["latency_us"] - r["latency_cycles"] / 12.0) < 1e-6
+
+
+def test_cifar_networks_keep_their_weights_in_the_ulx3s_sdram(tmp_path, capsys):
+    """VGG-11 (9.2 million weights) fits the ULX3S-85F only with its weights and spike
+    planes in the board's SDRAM: the fit check takes that design and says how much SDRAM
+    it uses; ResNet-20 fits on chip, and in SDRAM when asked; a board without external RAM
+    refuses by name, and names the boards that have it."""
+    from hwsnn.snn.cifar_nets import cifar_qnet
+    from hwsnn.snn.random_nets import small_cifar_qnet
+    board = boards.get("ulx3s-85f")
+    cifar_qnet("vgg11").save(tmp_path / "vgg")
+    r = build(tmp_path / "vgg", board, check_only=True, arch="serial")
+    sp = r["serial"]
+    assert r["fits"] and sp["weights"] == "sdram" and sp["plan"]["external"]
+    from hwsnn.hdl.serial import SerialPlan
+    plan = SerialPlan(cifar_qnet("vgg11"), **sp["plan"])
+    assert sp["sdram_bytes"] == 2 * plan.sdram_words > 9_000_000
+    assert sp["sdram_bytes"] <= board.external_ram.bytes
+    assert sp["sdram_words_per_sample"] == sum(plan.transfers().values())
+    assert sp["weight_buffer_words"] >= max(SerialPlan.rows_per_group(plan.net).values())
+    assert r["resources"]["bram_blocks"]["used"] <= 208
+    cifar_qnet("resnet20").save(tmp_path / "r20")
+    r = build(tmp_path / "r20", board, check_only=True, arch="serial")
+    assert r["serial"]["weights"] == "bram"  # (on chip, where it fits: no weight loads)
+    r = build(tmp_path / "r20", board, check_only=True, weights="sdram")
+    assert r["arch"] == "serial" and r["serial"]["weights"] == "sdram"
+    from hwsnn.tools.cli import main
+    assert main(["build", str(tmp_path / "r20"), "--board", "ulx3s-85f", "--check-only",
+                 "--weights", "sdram"]) == 0
+    out = capsys.readouterr().out
+    assert (f"weights and spike planes in the board's SDRAM: "
+            f"{r['serial']['sdram_bytes'] / 2**20:.1f} MiB of it") in out
+    # No external RAM: refused, naming what would hold it.
+    small_cifar_qnet().save(tmp_path / "cifar")
+    with pytest.raises(FitError, match="iCEBreaker.* has no external RAM for its weights: a "
+                                       "board with SDRAM could keep them there \\(ulx3s"):
+        build(tmp_path / "cifar", boards.get("icebreaker"), check_only=True)
+    with pytest.raises(ParameterError, match="--weights sdram: iCEBreaker .* has no external "
+                                             "RAM"):
+        build(tmp_path / "cifar", boards.get("icebreaker"), check_only=True, weights="sdram")
+    with pytest.raises(ParameterError, match="dataflow engines keep their weights on chip"):
+        build(tmp_path / "cifar", board, check_only=True, weights="sdram", arch="dataflow")

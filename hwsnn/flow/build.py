@@ -97,7 +97,7 @@ class FitError(HwsnnError):
     """The design does not fit the board; the message has the numbers and what to do."""
 
 
-WEIGHTS = ("auto", "bram", "spram")
+WEIGHTS = ("auto", "bram", "spram", "sdram")
 
 
 def _place_weights(plan: NetworkPlan, board, weights: str) -> list:
@@ -109,6 +109,10 @@ def _place_weights(plan: NetworkPlan, board, weights: str) -> list:
     from ..hdl.store import store_tiles
     if weights not in WEIGHTS:
         raise ParameterError(f"--weights {weights!r}: choose from {', '.join(WEIGHTS)}")
+    if weights == "sdram":
+        raise ParameterError("--weights sdram: the dataflow engines keep their weights on "
+                             "chip; external SDRAM is the layer-serial processor's "
+                             "(--arch serial or auto)")
     dev = board.device
     if weights == "bram" or (weights == "auto" and not dev.spram_blocks):
         return []
@@ -220,11 +224,17 @@ def fit_check_serial(net: QNet, board, lanes=None, weights: str = "auto") -> dic
     if weights == "spram" and not dev.spram_blocks:
         raise ParameterError(f"--weights spram: {board.title} ({dev.name}) has no SPRAM; "
                              "use --weights bram (or auto)")
-    places = {"bram": (False,), "spram": (True,),
+    if weights == "sdram" and board.external_ram is None:
+        raise ParameterError(f"--weights sdram: {board.title} has no external RAM the "
+                             "processor can use; use --weights bram (or auto), or a board "
+                             "with SDRAM (ulx3s-*)")
+    places = {"bram": (False,), "spram": (True,), "sdram": (),
               "auto": (False, True) if dev.spram_blocks else (False,)}[weights]
     result = None
     for P in candidates:
         for words in _membrane_depths(net, P):
+            if not places:
+                break
             base = SerialPlan(net, lanes=P, membrane_words=words, keep_current=False)
             check_supported(base)
             for loadable in places:
@@ -236,7 +246,49 @@ def fit_check_serial(net: QNet, board, lanes=None, weights: str = "auto") -> dic
                     result = _serial_fit(plan.with_weight_slices(bits), dev)
                     if result["fits"]:
                         return result
+    # Then the weights and planes in the board's SDRAM (docs/sdram.md): every image
+    # loaded once per sample, the tiles bounded by an on-chip weight buffer.
+    if board.external_ram is not None and weights in ("auto", "sdram"):
+        rows = max(SerialPlan.rows_per_group(net).values())
+        for P in candidates:
+            for words in _membrane_depths(net, P):
+                for buffer in _weight_buffers(rows):
+                    plan = SerialPlan(net, lanes=P, membrane_words=words,
+                                      keep_current=False, external=True,
+                                      weight_words=buffer)
+                    check_supported(plan)
+                    if plan.sdram_words > board.external_ram.words:
+                        raise ParameterError(
+                            f"its weights and spike planes take {plan.sdram_words * 2:,} "
+                            f"bytes, more than {board.title}'s {board.external_ram.bytes:,} "
+                            "of SDRAM")
+                    slices = plan.slices_for(dev.bram_modes)
+                    for bits in (slices, 0) if slices else (0,):
+                        result = _serial_fit(plan.with_weight_slices(bits), dev)
+                        if result["fits"]:
+                            return result
     return result
+
+
+def _sdram_advice(board, weights: str) -> str:
+    """Where a network too large for the chip could go: a board with external RAM."""
+    from .. import boards
+    if board.external_ram is not None:
+        return "" if weights in ("auto", "sdram") else \
+            f", or --weights sdram ({board.title}'s SDRAM)"
+    others = [b.name for b in boards.all_boards().values()
+              if b.external_ram is not None and b.device.family == board.device.family] or \
+        [b.name for b in boards.all_boards().values() if b.external_ram is not None]
+    return (f"; {board.title} has no external RAM for its weights: a board with SDRAM "
+            f"could keep them there ({', '.join(others)})") if others else ""
+
+
+def _weight_buffers(rows: int) -> list[int]:
+    """Weight buffer depths to try for populations of at most ``rows`` weight rows a lane
+    group, largest (fewest tiles) first: 4, 2 and 1 times the rows, rounded up to 512
+    words (an ECP5 block's depth at its widest)."""
+    least = -(-rows // 512) * 512
+    return [4 * least, 2 * least, least]
 
 
 def _serial_fit(plan, dev) -> dict:
@@ -246,7 +298,12 @@ def _serial_fit(plan, dev) -> dict:
             "plan": plan,
             "serial": {"lanes": plan.lanes, "membrane_words": plan.memories["membranes"][1],
                        "keep_current": plan.keep_current,
-                       "weights": "spram" if plan.loadable else "bram",
+                       "weights": ("sdram" if plan.external else
+                                   "spram" if plan.loadable else "bram"),
+                       **({"sdram_bytes": plan.sdram_words * 2,
+                           "weight_buffer_words": plan.weight_words,
+                           "sdram_words_per_sample": sum(plan.transfers().values())}
+                          if plan.external else {}),
                        "plan": plan.arguments(),
                        "tiles": {layer.population: len(layer.tiles) for layer in plan.layers},
                        "weight_packing": plan.weight_packing}}
@@ -330,8 +387,11 @@ class BoardTop(Elaboratable):
             m.domains.sync = sync = ClockDomain("sync")
             m.submodules.pll = BoardPll(self.pll, pin, sync)
             mhz = self.pll.output_mhz
+        engine = _engine(self.plan, mhz * 1e6)
         m.submodules.link = link = HostLink(self.net, clk_hz=int(mhz * 1e6),
-                                            baud=self.baud, network=_engine(self.plan))
+                                            baud=self.baud, network=engine)
+        if getattr(self.plan, "external", False):
+            _sdram_pins(m, platform, engine.sdram)
         # (every line raw, rx and tx buffered here; flow-control lines stay unused)
         lines = platform.lookup("uart", self.board.uart).ios
         uart = platform.request("uart", self.board.uart, dir={sub.name: "-" for sub in lines})
@@ -346,14 +406,36 @@ class BoardTop(Elaboratable):
         return m
 
 
-def _engine(plan):
-    """The dataflow network of a ``NetworkPlan``, or the processor of a ``SerialPlan``."""
+def _engine(plan, clock_hz: float | None = None):
+    """The dataflow network of a ``NetworkPlan``, or the processor of a ``SerialPlan``
+    (with external memory: its SDRAM controller counts the chip's delays at
+    ``clock_hz``)."""
     from ..hdl.network import Network
     from ..hdl.serial import SerialPlan
     if isinstance(plan, SerialPlan):
         from ..hdl.processor import SerialProcessor
+        if plan.external:
+            return SerialProcessor(plan, clock_hz=clock_hz)
         return SerialProcessor(plan)
     return Network(plan.net, plan=plan)
+
+
+def _sdram_pins(m, platform, pins):
+    """The processor's SDRAM signals (``hdl.sdram.pin_signature``, registered by the
+    controller) onto the board's "sdram" resource; its clock pin the inverted clock (an
+    output DDR register: low in a cycle's first half, high in its second), so that the
+    chip samples a command half a cycle after the controller drives it (docs/sdram.md)."""
+    from amaranth.lib import io
+    res = platform.lookup("sdram", 0)
+    sd = platform.request("sdram", 0, dir={sub.name: "-" for sub in res.ios
+                                           if hasattr(sub, "name")})
+    m.submodules.sdram_clk = ck = io.DDRBuffer("o", sd.clk)
+    m.d.comb += [ck.o[0].eq(0), ck.o[1].eq(1)]
+    for name in ("clk_en", "cs", "we", "ras", "cas", "ba", "a", "dqm"):
+        m.submodules[f"sdram_{name}"] = buf = io.Buffer("o", getattr(sd, name))
+        m.d.comb += buf.o.eq(getattr(pins, name))
+    m.submodules.sdram_dq = dq = io.Buffer("io", sd.dq)
+    m.d.comb += [dq.o.eq(pins.dq_o), dq.oe.eq(pins.dq_oe), pins.dq_i.eq(dq.i)]
 
 
 class BoardCore(wiring.Component):
@@ -424,6 +506,8 @@ def build(directory, board, *, lanes: int | dict[str, int] | str | None = None,
     failures = []  # what the fit check said of each architecture that does not fit
     plan = fit = serial = None
     short = ""  # the dataflow design's estimate, in a word, when it does not fit
+    if arch == "auto" and weights == "sdram":  # (only the processor uses the SDRAM)
+        arch = "serial"
     if arch in ("dataflow", "auto"):
         # Lanes, input lanes and queue depth are checked here, with every engine.
         plan = NetworkPlan(net, 1 if given is None else given, input_lanes=input_lanes,
@@ -450,7 +534,7 @@ def build(directory, board, *, lanes: int | dict[str, int] | str | None = None,
             failures.append(f"{'nor ' if arch == 'auto' else ''}on the layer-serial "
                             f"processor with {said} and every tiling tried "
                             f"({_over_words(serial, fam)}): try fewer weight bits or a "
-                            "smaller model")
+                            f"smaller model{_sdram_advice(board, weights)}")
     if serial is not None and serial["fits"]:
         chosen, fit = "serial", serial
         reason = ("asked for (--arch serial)" if arch == "serial" else

@@ -439,6 +439,14 @@ SERIAL_LOGIC = {"ice40": {"base": 2141.0, "lane_bit": 9.79, "rule_bit": 0.769},
                 "ecp5": {"base": 4232.0, "lane_bit": 5.67, "rule_bit": 1.045}}
 SERIAL_FFS = {"base": 1000.0, "lane_bit": 7.0}
 SERIAL_DSPS = {"ice40": 4, "ecp5": 6}
+# External memory (docs/sdram.md): the SDRAM controller (its timers, bank rows, ports),
+# the three DMA streams and their addresses, fitted to the placed ResNet-20 design on the
+# ULX3S-85F (9,420 LUT4s, its weight buffer in one-block slices); a weight buffer of whole
+# words deeper than a block adds its cascade's multiplexers, about 0.63 LUT4 a bit for
+# each block deeper (the placed VGG-11 design: 9,216 words, 18 blocks deep, 10,986).
+SDRAM_LOGIC = {"ice40": 2200.0, "ecp5": 2200.0}
+SDRAM_FFS = 600.0
+CASCADE_LUT = 0.63
 
 
 def serial_memories(plan) -> list[MemoryUse]:
@@ -449,8 +457,18 @@ def serial_memories(plan) -> list[MemoryUse]:
     vbits = plan.memories["membranes"][0] // P
     mems = []
     words = plan.memories["weights"][1] + 1
+    if plan.external:  # (one buffer, written from SDRAM a tile at a time)
+        depth = max(1, plan.memories["weights"][1])
+        for lo, bits in plan.weight_slice_spans():
+            mems.append(MemoryUse("processor", f"weight buffer (bits {lo}..{lo + bits - 1})",
+                                  depth, bits, collisions="undefined"))
+        ppw = plan.plane_word_sdram
+        addr = max(1, (max(1, plan.plane_words_total()) - 1).bit_length())
+        mems.append(MemoryUse("processor", "plane queue", 16, addr + 16 * ppw))
+        for port in range(3):
+            mems.append(MemoryUse("sdram", f"read buffer {port}", 16, 16))
     for bank, depth in (("even", -(-words // 2)), ("odd", max(1, words // 2))):
-        if plan.loadable:
+        if plan.loadable or plan.external:
             continue
         if not plan.weight_slices:
             mems.append(MemoryUse("processor", f"weights ({bank} words)", depth,
@@ -466,8 +484,9 @@ def serial_memories(plan) -> list[MemoryUse]:
     # (a plane field's bits above the widest count are always zero: Yosys drops them)
     from .serial import count_bits
     live = min(plan.plane_bits, max(count_bits(p) for p in net.populations))
-    mems.append(MemoryUse("processor", "planes", max(1, plan.memories["planes"][1]),
-                          P * live))
+    if not plan.external:
+        mems.append(MemoryUse("processor", "planes", max(1, plan.memories["planes"][1]),
+                              P * live))
     mems.append(MemoryUse("processor", "pixels", math.prod(net.input.shape), PIXEL_BITS))
     mems.append(MemoryUse("processor", "program", plan.memories["program"][1], 32, rom=True))
     mems.append(MemoryUse("link", "pixel banks (2)", 2 * math.prod(net.input.shape),
@@ -494,10 +513,17 @@ def estimate_serial(plan, device) -> Estimate:
     fam = device.family
     P = plan.lanes
     vbits = plan.memories["membranes"][0] // P
-    funnel = plan.weight_bits * max(1, (2 * P - 1).bit_length() - 1)
+    # (external: a tile's rows are whole words, no funnel; the SDRAM controller and the
+    # DMA streams instead)
+    funnel = 0 if plan.external else plan.weight_bits * max(1, (2 * P - 1).bit_length() - 1)
     c = SERIAL_LOGIC[fam]
     logic = (c["base"] + c["lane_bit"] * P * (funnel + vbits)
              + c["rule_bit"] * plan.rule_units * _rule_bits(plan.net, vbits))
+    if plan.external:
+        logic += SDRAM_LOGIC[fam]
+        if not plan.weight_slices and fam == "ecp5":
+            width, depth = P * plan.weight_bits, max(1, plan.memories["weights"][1])
+            logic += CASCADE_LUT * width * (-(-depth // 512) - 1)
     if fam == "ice40":
         logic += ICE40_CELLS["base"]  # the host link (the constant fits the bare processor)
         logic += ICE40_CELLS["store"] * len(plan.stores)
@@ -505,6 +531,8 @@ def estimate_serial(plan, device) -> Estimate:
         logic += LINK_LUTS
     ffs = SERIAL_FFS["base"] + LINK_FFS + SERIAL_FFS["lane_bit"] * P * (plan.weight_bits
                                                                         + vbits)
+    if plan.external:
+        ffs += SDRAM_FFS
     blocks = 0
     mems = serial_memories(plan)
     spram = sum(store_tiles(s.depth, s.width) for s in plan.stores)

@@ -43,6 +43,12 @@ two, so a field's word and lane are its bits.
 Supported so far: networks of group or IF neurons (methods gn, if, if-shift) and ILIF
 networks, with dense and convolutional projections, the input stage run in every step
 (``keep_current=False``). Offset-spike calibration (cos) is refused by name.
+
+With external memory (a plan with ``external``, docs/sdram.md) the weights and spike
+planes are in SDRAM behind the processor's own controller (``hdl.sdram``): each tile's
+weight image is read into one weight buffer before the tile runs (its rows are whole
+words: no funnel), the plane scanner takes its words from a DMA stream, and the sweeps'
+plane words go to SDRAM through a queue.
 """
 
 from __future__ import annotations
@@ -179,7 +185,11 @@ class SerialProcessor(wiring.Component):
     (``SerialPlan.weight_stores``: SPRAM on a UP5K, which the bitstream cannot fill) that
     start empty, and ``load`` (In, ``network.load_signature``) writes them a byte at a time
     while the processor waits for a sample, as the host link's LOAD frames do. ``stores``
-    lists them (empty without: the weights are in block RAM, filled by the bitstream)."""
+    lists them (empty without: the weights are in block RAM, filled by the bitstream).
+
+    With external memory (``plan.external``): ``sdram`` (Out, ``hdl.sdram.pin_signature``
+    of ``chip``) are the SDRAM's signals, and ``clock_hz`` the clock the controller counts
+    the chip's delays in."""
 
     def __init__(self, plan: SerialPlan, *, clock_hz: float | None = None,
                  chip=ULX3S_SDRAM):

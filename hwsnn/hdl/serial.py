@@ -727,7 +727,9 @@ class SerialPlan:
     @property
     def bank_depth(self) -> int:
         """Words of the deeper weight bank (the even one: the image's words and a zero
-        word after them, split even and odd)."""
+        word after them, split even and odd; external: the one weight buffer's)."""
+        if self.external:
+            return max(1, self.memories["weights"][1])
         return -(-(self.memories["weights"][1] + 1) // 2)
 
     def slices_for(self, modes) -> int:
@@ -863,6 +865,16 @@ class SerialPlan:
         return (result.ideal_cycles_total - self.image_ops(codes, bit_planes=True)
                 + self.image_ops(codes) + self.scan_cycles() + self.shared_rule_cycles()
                 + self.transfers()["weights"])
+
+    def cycle_parts(self, result, codes) -> dict[str, torch.Tensor]:
+        """Where ``ideal_cycles`` go, [B] each: ``compute`` (the operations: events'
+        accumulations, the fire sweeps, a readout's values), ``spikes`` (reading the
+        planes and the pixels: ``scan_cycles``) and ``weights`` (loading the tiles'
+        weight images from SDRAM; 0 on chip). They add up to ``ideal_cycles``."""
+        total = self.ideal_cycles(result, codes)
+        scan = torch.full_like(total, self.scan_cycles())
+        weights = torch.full_like(total, self.transfers()["weights"])
+        return {"compute": total - scan - weights, "spikes": scan, "weights": weights}
 
 
 def _weight_rows(q, desc: ProjectionDescriptor) -> np.ndarray:

@@ -601,6 +601,13 @@ def cmd_build(args) -> int:
     lines = [f"{board.title}: {'fits' if r['fits'] else 'does NOT fit'} with {how}",
              f"  architecture {r['arch']}: {r['arch_reason']}"]
     lines += _resource_lines(r["resources"], r["estimated"])
+    if r["arch"] == "serial" and r["serial"].get("weights") == "sdram":
+        sp = r["serial"]
+        lines.append(f"  weights and spike planes in the board's SDRAM: "
+                     f"{sp['sdram_bytes'] / 2**20:.1f} MiB of it; each tile's weights into "
+                     f"a buffer of {sp['weight_buffer_words']} words, "
+                     f"{sp['sdram_words_per_sample'] * 2 / 2**20:.1f} MiB moved per "
+                     "inference")
     for st in r["stores"]:
         what = (f"the processor's {st['source']}" if r["arch"] == "serial" else
                 f"weights of {st['population']} (from {st['source']})")
@@ -1014,10 +1021,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--clock", default="board", help="board: the board's oscillator "
                    "(default); a frequency in MHz: a PLL at or below it; auto: build, then "
                    "rebuild on a PLL near the Fmax reached (twice the build time)")
-    s.add_argument("--weights", choices=["auto", "bram", "spram"], default="auto",
+    s.add_argument("--weights", choices=["auto", "bram", "spram", "sdram"], default="auto",
                    help="where weights live: block RAM in the bitstream, or (UP5K) SPRAM "
-                   "loaded over the UART at run time; auto: SPRAM for the largest weights "
-                   "only when block RAM does not fit (default)")
+                   "loaded over the UART at run time, or (ULX3S, the layer-serial "
+                   "processor) external SDRAM with the spike planes; auto: SPRAM for the "
+                   "largest weights only when block RAM does not fit, SDRAM when neither "
+                   "does (default)")
     s.add_argument("--seed", type=int, default=1, help="nextpnr's placement seed "
                    "(default 1); where the placer gives up, the next two are tried")
     s.add_argument("--json", action="store_true", help="print one JSON object")
