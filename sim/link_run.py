@@ -19,6 +19,7 @@ reply checked against ``link_model.LinkModel`` (docs/link.md, "Fuzzing").
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -28,11 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 from ..errors import ParameterError
 from ..flow import host
 from ..hdl.link import HostLink
 from ..hdl.plan import layout_id
+from ..hdl.sdram import ULX3S_SDRAM, pin_signature
 from ..hdl.verilog import fingerprint
 from ..snn import golden
 from ..snn.qnet import QNet
@@ -90,11 +95,50 @@ def link_verilog(net: QNet, *, lanes: int = 1, divisor: int = 4, timeout_bytes: 
 
     from ..hdl.processor import SerialProcessor
     from ..hdl.store import UP5KPrimitives
+    external = serial is not None and serial.external
+    # (external: the SDRAM controller counts the chip's delays at SDRAM_CLOCK_HZ, the model
+    # is told the same; the link's own rate is divisor cycles a bit, whatever that is)
+    engine = None if serial is None else (
+        SerialProcessor(serial, clock_hz=SDRAM_CLOCK_HZ, chip=SIM_CHIP) if external
+        else SerialProcessor(serial))
     link = HostLink(net, clk_hz=divisor * BAUD, baud=BAUD, lanes=lanes,
                     timeout_bytes=timeout_bytes, loadable=loadable, input_lanes=input_lanes,
-                    network=None if serial is None else SerialProcessor(serial))
+                    network=engine)
+    if external:
+        from .sdram import chip_wrapper
+        core = _LinkWithSdram(link)
+        text = verilog.convert(core, name=f"{LINK_TOP}_core", emit_src=False)
+        ports = [("input", 1, "clk"), ("input", 1, "rst"), ("input", 1, "rx"),
+                 ("output", 1, "tx"), ("output", 1, "busy"), ("output", 8, "last_error")]
+        return link, text + chip_wrapper(LINK_TOP, f"{LINK_TOP}_core", ports, engine.chip,
+                                         SDRAM_CLOCK_HZ, io_registers=engine.io_registers)
     return link, verilog.convert(link, name=LINK_TOP, emit_src=False,
                                  platform=UP5KPrimitives() if primitives else None)
+
+
+SDRAM_CLOCK_HZ = 60e6
+# (the chip's power-up shortened to 2 µs, and its model told so: the bench talks at once)
+SIM_CHIP = dataclasses.replace(ULX3S_SDRAM, t_init=2000.0)
+
+
+class _LinkWithSdram(wiring.Component):
+    """A ``HostLink`` whose processor keeps its weights in SDRAM, with the processor's
+    SDRAM signals among its ports (a board top takes them to the pins instead)."""
+
+    def __init__(self, link: HostLink):
+        self.link = link
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1),
+                          "last_error": Out(8),
+                          "sdram": Out(pin_signature(link.network.chip))})
+
+    def elaborate(self, platform):
+        m = Module()
+        link = self.link
+        m.submodules.link = link
+        m.d.comb += [link.rx.eq(self.rx), self.tx.eq(link.tx), self.busy.eq(link.busy),
+                     self.last_error.eq(link.last_error)]
+        wiring.connect(m, wiring.flipped(self.sdram), link.network.sdram)
+        return m
 
 
 def build_link(net: QNet, work, *, simulator: str = "verilator", lanes: int = 1,
@@ -119,6 +163,9 @@ def build_link(net: QNet, work, *, simulator: str = "verilator", lanes: int = 1,
     if not source.is_file() or source.read_text() != text:
         source.write_text(text)
     extra = []
+    if serial is not None and serial.external:
+        from .sdram import MODEL
+        extra.append(MODEL)
     if primitives and link.stores:
         from ..hdl.store import spram_model
         model = work / "sb_spram256ka.v"

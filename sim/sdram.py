@@ -71,6 +71,43 @@ def _range(width: int) -> str:
     return f"[{width - 1}:0] " if width > 1 else ""
 
 
+def chip_wrapper(top: str, core: str, ports, chip: SDRAMChip, clock_hz: float,
+                 init_file: str = "", *, io_registers: bool = True, tied_inputs=(),
+                 counters: str | None = None) -> str:
+    """Verilog: module ``top`` with ``ports`` ((direction, width, name), the design's
+    own, ``clk`` first), wrapping ``core`` (the same ports, and its SDRAM signals
+    ``sdram__*``: ``hdl.sdram.pin_signature``) and the chip's model on those signals
+    (its image ``init_file``); with ``io_registers`` through a register each way, as a
+    board's I/O cells hold them (``hdl.sdram``). ``tied_inputs``: core inputs held at 0;
+    ``counters``: the prefix of ``top``'s outputs that are the model's counters (listed in
+    ``ports``; not the core's)."""
+    widths = {"clk_en": 1, "cs": 1, "ras": 1, "cas": 1, "we": 1, "ba": chip.bank_bits,
+              "a": chip.row_bits, "dqm": chip.dq_bits // 8, "dq_o": chip.dq_bits,
+              "dq_oe": 1, "dq_i": chip.dq_bits}
+    decl = [f"{d} {_range(w)}{n}" for d, w, n in ports]
+    conn = [f".{n}({n})" for _, _, n in ports
+            if counters is None or not n.startswith(counters)]
+    conn += [f".sdram__{n}(sdram__{n})" for n in widths]
+    conn += [f".{n}(0)" for n in tied_inputs]
+    wires = "".join(f"  wire {_range(w)}sdram__{n};\n" for n, w in widths.items())
+    if io_registers:  # (the core's sdram__* and the chip's pin__*: a register apart)
+        wires += "".join(f"  reg {_range(w)}pin__{n};\n" for n, w in widths.items())
+        wires += ("  always @(posedge clk) begin\n"
+                  + "".join(f"    pin__{n} <= sdram__{n};\n" for n in widths if n != "dq_i")
+                  + f"  end\n  wire {_range(chip.dq_bits)}chip_dq;\n"
+                  + "  always @(posedge clk) pin__dq_i <= chip_dq;\n"
+                  + "  assign sdram__dq_i = pin__dq_i;\n")
+        pins = "pin__"
+    else:
+        pins = "sdram__"
+    model = model_instance(chip, clock_hz, pins, init_file=init_file, counters=counters)
+    if io_registers:
+        model = model.replace(f".dq_out({pins}dq_i)", ".dq_out(chip_dq)")
+    return (f"module {top} (\n  " + ",\n  ".join(decl) + "\n);\n" + wires
+            + f"  {core} core (\n    " + ",\n    ".join(conn) + "\n  );\n"
+            + model + "endmodule\n")
+
+
 def bench_verilog(ctrl: SDRAMController) -> str:
     """The wrapper ``hwsnn_sdram_tb``: the controller's ports, the chip inside."""
     chip = ctrl.chip

@@ -81,29 +81,6 @@ def sdram_hex(plan: SerialPlan, chip=None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def external_top(desc: dict, core: str, chip, clock_hz: float, init_file: str) -> str:
-    """Verilog: module ``TOP`` with the ports of ``desc``: the processor ``core`` and the
-    SDRAM's model (its image ``init_file``) on its ``sdram`` pins."""
-    from .sdram import model_instance
-    ports, conn = [], []
-    for p in desc["ports"]:
-        rng = f"[{p['width'] - 1}:0] " if p["width"] > 1 else ""
-        ports.append(f"{p['direction']} {rng}{p['name']}")
-        if not p["name"].startswith("work_sdram_"):  # (the model's counters)
-            conn.append(f".{p['name']}({p['name']})")
-    widths = {"clk_en": 1, "cs": 1, "ras": 1, "cas": 1, "we": 1, "ba": chip.bank_bits,
-              "a": chip.row_bits, "dqm": chip.dq_bits // 8, "dq_o": chip.dq_bits,
-              "dq_oe": 1, "dq_i": chip.dq_bits}
-    wires = "".join(f"  wire {f'[{w - 1}:0] ' if w > 1 else ''}sdram__{n};\n"
-                    for n, w in widths.items())
-    conn += [f".sdram__{n}(sdram__{n})" for n in widths]
-    return (f"module {TOP} (\n  " + ",\n  ".join(ports) + "\n);\n" + wires
-            + f"  {core} core (\n    " + ",\n    ".join(conn) + "\n  );\n"
-            + model_instance(chip, clock_hz, "sdram__", init_file=init_file,
-                             counters="work_sdram_")
-            + "endmodule\n")
-
-
 def simulate_serial(plan: SerialPlan, codes: torch.Tensor, work_dir, *,
                     simulator: str = "verilator", stall: float = 0.0, seed: int = 0,
                     progress: bool = False, clock_hz: float = 60e6) -> dict:
@@ -129,9 +106,15 @@ def simulate_serial(plan: SerialPlan, codes: torch.Tensor, work_dir, *,
         image = work / "sdram.hex"
         image.write_text(sdram_hex(plan, processor.chip))
         core = f"{TOP}_core"
-        text = verilog.to_verilog(processor, core) + external_top(
-            description(plan, processor), core, processor.chip, clock_hz,
-            str(image.resolve()))
+        from .sdram import chip_wrapper
+        ports = [(p["direction"], p["width"], p["name"])
+                 for p in description(plan, processor)["ports"]]
+        # (the link's inputs held at 0: the image is preloaded)
+        tied = ["committed", *(f"load__{n}" for n in
+                               processor.signature.members["load"].signature.members)]
+        text = verilog.to_verilog(processor, core) + chip_wrapper(
+            TOP, core, ports, processor.chip, clock_hz, str(image.resolve()),
+            io_registers=processor.io_registers, tied_inputs=tied, counters="work_sdram_")
         extra = [MODEL]
     else:
         processor = SerialProcessor(plan)

@@ -265,3 +265,36 @@ def test_fuzz_reports_a_wrong_answer(small, fuzz_link):
     assert r["wrong_answers"] > 0 and r["hangs"] == 0
     assert all("INFER" in f["problem"] and f["problem"].startswith("wrong")
                for f in r["failures"]), r["failures"]
+
+
+def test_sdram_weights_loaded_over_the_link_and_read_back(tmp_path):
+    """The layer-serial processor with its weights and planes in SDRAM (docs/sdram.md),
+    the chip's timing-checking model empty at power-up: the real client writes the weight
+    image in LOAD frames into the SDRAM's pages and COMMITs; the processor reads it back
+    and only the plan's checksum makes it "loaded". INFER before is refused, every round
+    trip after equals the golden model."""
+    from hwsnn.hdl.serial import SerialPlan
+    net = random_qnet(random.Random(61), "gn")
+    plan = SerialPlan(net, lanes=2, keep_current=False, external=True)
+    codes = torch.randint(0, 256, (3, *net.input.shape),
+                          generator=torch.Generator().manual_seed(61))
+    design = build_link(net, tmp_path, simulator="icarus", serial=plan)
+    assert [s.bytes_per_word for s in design.stores] == [2]
+    assert design.stores[0].depth == plan.sdram["weights"].words
+    record = run_link(design, codes, faults=False, load_chunk=32)
+    assert record["passed"] and record["cocotb_failed"] == 0, \
+        record["failed"] or record["crashed"]
+    assert [(e["case"], e["code"]) for e in record["errors"]] == \
+        [("infer before the weights are loaded", host.ERR_NOT_LOADED)]
+    check_round_trips(net, codes, record, 0)
+    # One word loaded wrong: the read-back checksum differs, so the weights never count
+    # as loaded and every INFER is refused (ERROR 7).
+    page = design.stores[0]
+    page.image = page.image.copy()
+    page.image[len(page.image) // 2] ^= 0x0100
+    record = run_link(design, codes, faults=False, load_chunk=32)
+    assert not record["passed"]
+    status = next(s for s in record["statuses"] if s["context"] == "after loading the weights")
+    assert status["observed"]["loaded"] is False
+    assert all("ERROR 7" in str(f["observed"]) for f in record["failed"]
+               if f["name"].startswith("infer sample"))

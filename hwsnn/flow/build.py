@@ -292,9 +292,12 @@ def _weight_buffers(rows: int) -> list[int]:
 
 
 def _serial_fit(plan, dev) -> dict:
-    """The fit check's answer for the processor of ``plan`` on ``dev``."""
+    """The fit check's answer for the processor of ``plan`` on ``dev`` (its run-time stores
+    listed when it fits: an SDRAM design's pages take its weight image to make)."""
     from ..hdl.estimate import estimate_serial
-    return {**_against(estimate_serial(plan, dev), dev, plan.stores), "loadable": [],
+    est = estimate_serial(plan, dev)
+    fits = _against(est, dev, [])["fits"]
+    return {**_against(est, dev, plan.stores if fits else []), "loadable": [],
             "plan": plan,
             "serial": {"lanes": plan.lanes, "membrane_words": plan.memories["membranes"][1],
                        "keep_current": plan.keep_current,
@@ -421,10 +424,12 @@ def _engine(plan, clock_hz: float | None = None):
 
 
 def _sdram_pins(m, platform, pins):
-    """The processor's SDRAM signals (``hdl.sdram.pin_signature``, registered by the
-    controller) onto the board's "sdram" resource; its clock pin the inverted clock (an
-    output DDR register: low in a cycle's first half, high in its second), so that the
-    chip samples a command half a cycle after the controller drives it (docs/sdram.md)."""
+    """The processor's SDRAM signals (``hdl.sdram.pin_signature``, ``io_registers``: to be
+    registered here) onto the board's "sdram" resource, through the I/O cells' registers
+    (``io.FFBuffer``: fixed delays between the clock and the pads, whatever the placement);
+    its clock pin the inverted clock (an output DDR register: low in a cycle's first half,
+    high in its second), so that the chip samples a command half a cycle after the I/O
+    register drives it (docs/sdram.md)."""
     from amaranth.lib import io
     res = platform.lookup("sdram", 0)
     sd = platform.request("sdram", 0, dir={sub.name: "-" for sub in res.ios
@@ -432,9 +437,9 @@ def _sdram_pins(m, platform, pins):
     m.submodules.sdram_clk = ck = io.DDRBuffer("o", sd.clk)
     m.d.comb += [ck.o[0].eq(0), ck.o[1].eq(1)]
     for name in ("clk_en", "cs", "we", "ras", "cas", "ba", "a", "dqm"):
-        m.submodules[f"sdram_{name}"] = buf = io.Buffer("o", getattr(sd, name))
+        m.submodules[f"sdram_{name}"] = buf = io.FFBuffer("o", getattr(sd, name))
         m.d.comb += buf.o.eq(getattr(pins, name))
-    m.submodules.sdram_dq = dq = io.Buffer("io", sd.dq)
+    m.submodules.sdram_dq = dq = io.FFBuffer("io", sd.dq)
     m.d.comb += [dq.o.eq(pins.dq_o), dq.oe.eq(pins.dq_oe), pins.dq_i.eq(dq.i)]
 
 

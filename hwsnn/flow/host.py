@@ -14,6 +14,7 @@ CRC-8 (polynomial 0x07, init 0, not reflected, no final XOR) over CMD, LEN and p
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -472,6 +473,21 @@ class Client:
         """Declare the weights complete: INFER is accepted from now on."""
         _need(self.request(CMD_COMMIT), 0, "COMMIT")
 
+    def _wait_verified(self, words: int, clock_hz: float = 10e6) -> None:
+        """After COMMIT to a processor with its weights in SDRAM: STATUS until the device
+        has read the ``words`` back and found the plan's checksum ("loaded"), for about
+        twice the time a word a cycle at ``clock_hz`` (the slowest clock a build takes)
+        and a second more; else ``LinkError``."""
+        deadline = time.monotonic() + 1.0 + 2 * words / clock_hz
+        while True:
+            if self.status().loaded:
+                return
+            if time.monotonic() > deadline:
+                raise LinkError("the device read the weights back from its SDRAM and their "
+                                "checksum is not the one the bitstream was built with: the "
+                                "load was corrupted, or the bitstream is another network's")
+            time.sleep(0.01)
+
     def load_weights(self, specs, *, chunk_bytes: int = 1024, attempts: int = 3,
                      progress=None) -> int:
         """Write every store of ``specs`` (``hdl.plan.StoreSpec``, in link order) and
@@ -492,6 +508,8 @@ class Client:
                         if progress is not None:
                             progress(done, total)
                 self.commit()
+                if any(hasattr(s, "page") for s in specs):  # (SDRAM: read back first)
+                    self._wait_verified(sum(s.depth for s in specs))
                 return total
             except LinkError:
                 if attempt == attempts - 1:

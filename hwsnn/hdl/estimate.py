@@ -439,12 +439,13 @@ SERIAL_LOGIC = {"ice40": {"base": 2141.0, "lane_bit": 9.79, "rule_bit": 0.769},
                 "ecp5": {"base": 4232.0, "lane_bit": 5.67, "rule_bit": 1.045}}
 SERIAL_FFS = {"base": 1000.0, "lane_bit": 7.0}
 SERIAL_DSPS = {"ice40": 4, "ecp5": 6}
-# External memory (docs/sdram.md): the SDRAM controller (its timers, bank rows, ports),
-# the three DMA streams and their addresses, fitted to the placed ResNet-20 design on the
-# ULX3S-85F (9,420 LUT4s, its weight buffer in one-block slices); a weight buffer of whole
-# words deeper than a block adds its cascade's multiplexers, about 0.63 LUT4 a bit for
-# each block deeper (the placed VGG-11 design: 9,216 words, 18 blocks deep, 10,986).
-SDRAM_LOGIC = {"ice40": 2200.0, "ecp5": 2200.0}
+# External memory (docs/sdram.md): the SDRAM controller (its timers, bank rows, four
+# ports), the DMA streams, the link's load queue and the read-back checksum, fitted to the
+# placed ResNet-20 design on the ULX3S-85F (9,839 LUT4s, its weight buffer in one-block
+# slices); a weight buffer of whole words deeper than a block adds its cascade's
+# multiplexers, about 0.63 LUT4 a bit for each block deeper (the placed VGG-11 design:
+# 9,216 words, 18 blocks deep, 11,326).
+SDRAM_LOGIC = {"ice40": 2600.0, "ecp5": 2600.0}
 SDRAM_FFS = 600.0
 CASCADE_LUT = 0.63
 
@@ -535,7 +536,7 @@ def estimate_serial(plan, device) -> Estimate:
         ffs += SDRAM_FFS
     blocks = 0
     mems = serial_memories(plan)
-    spram = sum(store_tiles(s.depth, s.width) for s in plan.stores)
+    spram = 0 if plan.external else sum(store_tiles(s.depth, s.width) for s in plan.stores)
     for m in mems:
         mapped = libmap(m.depth, m.width, m.rom, fam, m.collisions)
         ffs += 0 if m.rom else mapped.flip_flops

@@ -167,8 +167,11 @@ class HostLink(wiring.Component):
         val_addr, val_data = registered_read(m, value_ram, name="val_rd", write=val_w)
         m.d.comb += [val_addr.eq(tx.values.addr), tx.values.data.eq(val_data)]
         wiring.connect(m, tx.o, utx.i)
+        # (a LOAD while busy is refused, ERROR 6: so too while the processor's SDRAM powers
+        # up, 200 µs after configuration, when its bytes could not be written)
+        powering_up = ~net.sdram_ready if "sdram_ready" in ports else 0
         m.d.comb += [sw.bank.eq(slot.bank), rx.sample_bad.eq(sw.bad),
-                     rx.busy.eq(slot.busy), rx.waiting.eq(slot.waiting),
+                     rx.busy.eq(slot.busy | powering_up), rx.waiting.eq(slot.waiting),
                      self.busy.eq(slot.busy), self.last_error.eq(slot.last_error)]
         status = tx.status
         m.d.comb += [status.accepted.eq(slot.accepted), status.rejected.eq(slot.rejected),
@@ -179,5 +182,10 @@ class HostLink(wiring.Component):
                 self.stores, ports["load"].signature.flip())
             wiring.connect(m, rx.weights, ww.i)
             wiring.connect(m, ww.load, net.load)
-            m.d.comb += [rx.weights_bad.eq(ww.bad), rx.loaded.eq(ww.loaded)]
+            m.d.comb += rx.weights_bad.eq(ww.bad)
+            if "verified" in ports:  # (the processor's SDRAM: loaded once read back right)
+                m.d.comb += [net.committed.eq(ww.loaded),
+                             rx.loaded.eq(ww.loaded & net.verified)]
+            else:
+                m.d.comb += rx.loaded.eq(ww.loaded)
         return m

@@ -189,17 +189,18 @@ class SerialProcessor(wiring.Component):
 
     With external memory (``plan.external``): ``sdram`` (Out, ``hdl.sdram.pin_signature``
     of ``chip``) are the SDRAM's signals, and ``clock_hz`` the clock the controller counts
-    the chip's delays in."""
+    the chip's delays in; with ``io_registers`` (the default) they are to be registered
+    by the FPGA's I/O cells (``hdl.sdram.SDRAMController``)."""
 
     def __init__(self, plan: SerialPlan, *, clock_hz: float | None = None,
-                 chip=ULX3S_SDRAM):
+                 chip=ULX3S_SDRAM, io_registers: bool = True):
         check_supported(plan)
         self.plan = plan
         self.external = plan.external
         if self.external and clock_hz is None:
             raise ParameterError("a processor with its weights and planes in SDRAM needs "
                                  "its clock (clock_hz): the SDRAM's delays are counted in it")
-        self.clock_hz, self.chip = clock_hz, chip
+        self.clock_hz, self.chip, self.io_registers = clock_hz, chip, io_registers
         net, P = plan.net, plan.lanes
         self.net = net
         self.loadable = plan.loadable
@@ -218,6 +219,11 @@ class SerialProcessor(wiring.Component):
             members["load"] = In(load_signature(self.stores))
         if self.external:
             members["sdram"] = Out(pin_signature(chip))
+            # the link's "loaded" (a COMMIT since the last LOAD), and whether the image read
+            # back from SDRAM after it has the plan's checksum
+            members["committed"] = In(1)
+            members["verified"] = Out(1)
+            members["sdram_ready"] = Out(1)  # (the chip initialised: LOADs may come)
         super().__init__(members)
 
     # -- sizes ------------------------------------------------------------------------------
@@ -465,9 +471,10 @@ class SerialProcessor(wiring.Component):
         queue), port 2 the weight reader (a tile's image into the weight buffer)."""
         plan, chip = self.plan, self.chip
         m.submodules.sdram = ctrl = SDRAMController(chip=chip, clock_hz=self.clock_hz,
-                                                    ports=3)
+                                                    ports=4, io_registers=self.io_registers)
         wiring.connect(m, wiring.flipped(self.sdram), ctrl.pins)
         w.sdram_ready = ctrl.ready
+        m.d.comb += self.sdram_ready.eq(ctrl.ready)
         plane_base = plan.sdram["planes"].base
         ppw, wpw = plan.plane_word_sdram, plan.weight_word_sdram
         # Plane reads: started with the scanner, the source plane's words from SDRAM.
@@ -508,6 +515,48 @@ class SerialProcessor(wiring.Component):
             m.d.sync += wa.eq(0)
         m.d.comb += [wr.addr.eq(w.head.weight_addr * wpw), wr.count.eq(w.head.weight_words)]
         w.weight_reader = wr
+        self._host_port(m, ctrl)
+
+    def _host_port(self, m, ctrl):
+        """External, port 3: the link's LOAD bytes written into SDRAM (store k is SDRAM
+        words k·SDRAM_PAGE ..., a byte at a time by its byte enable), and after a COMMIT
+        the weight image read back and its checksum (``serial.sdram_checksum``) compared
+        with the plan's: ``verified``."""
+        from .sdram import command_layout
+        from .serial import SDRAM_PAGE
+        plan, chip = self.plan, self.chip
+        layout = command_layout(chip)
+        ld = self.load
+        m.submodules.load_queue = q = fifo.SyncFIFOBuffered(width=layout.size, depth=4)
+        word = Signal(layout)
+        m.d.comb += [word.addr.eq(ld.sel * SDRAM_PAGE + ld.addr), word.write.eq(1),
+                     word.data.eq(Cat(ld.data, ld.data)), word.bytes.eq(1 << ld.byte),
+                     q.w_data.eq(word), q.w_en.eq(ld.en)]
+        image = plan.sdram["weights"].words
+        m.submodules.checker = rd = SDRAMReader(chip, ratio=1, count_bits=bits_for(image))
+        m.d.comb += [rd.addr.eq(0), rd.count.eq(image), rd.o.ready.eq(1)]
+        cmd = ctrl.cmd3
+        with m.If(rd.busy):
+            m.d.comb += [cmd.valid.eq(rd.cmd.valid), cmd.payload.eq(rd.cmd.payload),
+                         rd.cmd.ready.eq(cmd.ready)]
+        with m.Else():
+            m.d.comb += [cmd.valid.eq(q.r_rdy), cmd.payload.eq(q.r_data), q.r_en.eq(cmd.ready)]
+        wiring.connect(m, ctrl.rdata3, rd.rdata)
+        # The checksum: a = Σ words, b = Σ a, both modulo 2^32.
+        a, b = Signal(32), Signal(32)
+        seen = Signal()  # ``committed`` last cycle
+        checking = Signal()
+        m.d.sync += seen.eq(self.committed)
+        with m.If(self.committed & ~seen & ~rd.busy):  # a COMMIT: read the image back
+            m.d.comb += rd.start.eq(1)
+            m.d.sync += [a.eq(0), b.eq(0), checking.eq(1), self.verified.eq(0)]
+        with m.Elif(rd.o.valid):
+            m.d.sync += [a.eq(a + rd.o.payload), b.eq(b + a + rd.o.payload)]
+        with m.If(checking & ~rd.busy & ~rd.start):
+            m.d.sync += [checking.eq(0),
+                         self.verified.eq(Cat(a, b) == plan.sdram_checksum())]
+        with m.If(~self.committed):  # (a LOAD since: not verified until the next COMMIT)
+            m.d.sync += [self.verified.eq(0), checking.eq(0)]
 
     def _sliced_bank(self, m, bank, words, wshape):
         """Weight bank ``bank`` (its packed ``words``) as memories of the plan's

@@ -168,15 +168,19 @@ class SDRAMController(wiring.Component):
     """See the module. ``read_buffer``: each port's return buffer, in words (enough for a
     word a cycle when at least ``timing.read_latency`` + 2). ``timing``: cycle counts
     other than ``chip.timing(clock_hz)``'s (the tests break one constraint at a time to see
-    the chip's model catch it)."""
+    the chip's model catch it). ``io_registers``: the pins' registers are the FPGA's I/O
+    cells' (a board top's ``io.FFBuffer``s), not the controller's: its outputs then come
+    straight from its decision and ``pins.dq_i`` is taken as registered; the same cycles
+    either way."""
 
     def __init__(self, *, chip: SDRAMChip = ULX3S_SDRAM, clock_hz: float = 50e6,
                  ports: int = 1, cas_latency: int | None = None, read_buffer: int = 16,
-                 timing: SDRAMTiming | None = None):
+                 timing: SDRAMTiming | None = None, io_registers: bool = False):
         if isinstance(ports, bool) or not isinstance(ports, int) or ports < 1:
             raise ParameterError(f"an SDRAM controller needs at least one port, not {ports!r}")
         self.chip = chip
         self.clock_hz = clock_hz
+        self.io_registers = io_registers
         self.timing = timing or chip.timing(clock_hz, cas_latency)
         self.ports = ports
         self.read_buffer = read_buffer
@@ -270,7 +274,9 @@ class SDRAMController(wiring.Component):
             if a is not None:
                 m.d.comb += c_a.eq(a)
 
-        m.d.sync += [pins.cs.eq(1), pins.ras.eq(cmd[0]), pins.cas.eq(cmd[1]),
+        # (registered here, or by the I/O cells that ``io_registers`` says hold them)
+        pin_domain = m.d.comb if self.io_registers else m.d.sync
+        pin_domain += [pins.cs.eq(1), pins.ras.eq(cmd[0]), pins.cas.eq(cmd[1]),
                      pins.we.eq(cmd[2]), pins.ba.eq(c_ba), pins.a.eq(c_a),
                      pins.dq_o.eq(c_dq), pins.dq_oe.eq(c_oe), pins.dqm.eq(c_dqm),
                      pins.clk_en.eq(1)]
@@ -312,7 +318,8 @@ class SDRAMController(wiring.Component):
         tags = [Signal(range(max(2, n_ports)), name=f"tag{n}") for n in range(lat)]
         tvalid = Signal(lat)
         dq_in = Signal(chip.dq_bits)
-        m.d.sync += [dq_in.eq(pins.dq_i), tvalid.eq(Cat(do_read, tvalid[:-1])),
+        pin_domain += dq_in.eq(pins.dq_i)
+        m.d.sync += [tvalid.eq(Cat(do_read, tvalid[:-1])),
                      tags[0].eq(head_port)]
         m.d.sync += [tags[n + 1].eq(tags[n]) for n in range(lat - 1)]
         for i, buf in enumerate(buffers):

@@ -609,14 +609,16 @@ class SerialPlan:
         if not self.external:
             raise ParameterError("sdram_image is the external-memory layout: plan with "
                                  "external=True")
-        n = self.weight_word_sdram
-        out = np.zeros(self.sdram["weights"].words, dtype=np.uint16)
-        for k, tile in enumerate(self.tiles):
-            if tile.weight_words:
-                at = tile.weight_addr * n
-                out[at:at + tile.weight_words * n] = _sdram_words(
-                    self.tile_weights(k), self.weight_bits, n)
-        return out
+        if getattr(self, "_sdram_image", None) is None:  # (the same for every copy)
+            n = self.weight_word_sdram
+            out = np.zeros(self.sdram["weights"].words, dtype=np.uint16)
+            for k, tile in enumerate(self.tiles):
+                if tile.weight_words:
+                    at = tile.weight_addr * n
+                    out[at:at + tile.weight_words * n] = _sdram_words(
+                        self.tile_weights(k), self.weight_bits, n)
+            self._sdram_image = out
+        return self._sdram_image.copy()
 
     def transfers(self) -> dict[str, int]:
         """External: SDRAM words (16 bits) moved per sample, the same for every sample:
@@ -761,8 +763,24 @@ class SerialPlan:
 
     @property
     def stores(self) -> list:
-        """The stores the host link loads: ``weight_stores`` with ``loadable``, else none."""
+        """The stores the host link loads: ``weight_stores`` with ``loadable``, the SDRAM's
+        pages (``sdram_stores``) with external memory, else none."""
+        if self.external:
+            return self.sdram_stores()
         return self.weight_stores() if self.loadable else []
+
+    def sdram_stores(self) -> list:
+        """External: the SDRAM's weight image as the link's stores, pages of
+        ``SDRAM_PAGE`` 16-bit words (a LOAD frame addresses a page's words; store k is
+        SDRAM words k·SDRAM_PAGE ..)."""
+        image = self.sdram_image()
+        return [SdramPage(k, image[at:at + SDRAM_PAGE])
+                for k, at in enumerate(range(0, len(image), SDRAM_PAGE))]
+
+    def sdram_checksum(self) -> int:
+        """External: the 64-bit checksum of the weight image the processor computes when it
+        reads it back after a COMMIT (``sdram_checksum`` of ``sdram_image``)."""
+        return sdram_checksum(self.sdram_image())
 
     # -- figures --------------------------------------------------------------------------
     @property
@@ -899,6 +917,47 @@ def _sdram_words(fields: np.ndarray, bits: int, n: int) -> np.ndarray:
     flat = np.zeros((words, n * SDRAM_WORD), dtype=np.uint8)
     flat[:, :lanes * bits] = ones.reshape(words, lanes * bits)
     return np.packbits(flat, axis=1, bitorder="little").view("<u2").reshape(-1)
+
+
+SDRAM_PAGE = 1 << 16  # words of the SDRAM a link store holds (its address: 16 bits)
+
+
+def sdram_checksum(words) -> int:
+    """A checksum of 16-bit ``words`` in order, as the processor computes it reading them
+    back: two 32-bit sums, a = Σ w and b = Σ a (each after adding the next word, modulo
+    2^32; b sees each word's position), as b·2^32 + a."""
+    w = np.asarray(words, dtype=np.uint64)
+    a = np.cumsum(w, dtype=np.uint64) & 0xFFFFFFFF
+    b = int(a.sum(dtype=np.uint64)) & 0xFFFFFFFF
+    return (b << 32) | (int(a[-1]) if len(a) else 0)
+
+
+class SdramPage:
+    """A page of the SDRAM's weight image as a link store (the interface of
+    ``hdl.plan.StoreSpec``): ``words`` 16-bit words, one lane of 16 bits each."""
+
+    lanes, weight_bits, bytes_per_word, width = 1, 16, 2, 16
+
+    def __init__(self, page: int, words: np.ndarray):
+        self.page, self.image = page, np.asarray(words, dtype=np.uint16)
+        self.population, self.projection = "sdram", page
+        self.source = f"SDRAM words {page * SDRAM_PAGE} .. {page * SDRAM_PAGE + len(words) - 1}"
+
+    @property
+    def words(self) -> np.ndarray:
+        return self.image.reshape(-1, 1)
+
+    @property
+    def depth(self) -> int:
+        return max(1, len(self.image))
+
+    def describe(self) -> dict:
+        return {"population": self.population, "projection": self.projection,
+                "source": self.source, "lanes": 1, "weight_bits": 16, "depth": self.depth,
+                "bytes_per_word": 2}
+
+    def encode(self) -> bytes:
+        return self.image.astype("<u2").tobytes()
 
 
 SDRAM_WORD = 16  # bits of an SDRAM word (the ULX3S's chip: 16 data lines)

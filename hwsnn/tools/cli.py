@@ -608,7 +608,11 @@ def cmd_build(args) -> int:
                      f"a buffer of {sp['weight_buffer_words']} words, "
                      f"{sp['sdram_words_per_sample'] * 2 / 2**20:.1f} MiB moved per "
                      "inference")
-    for st in r["stores"]:
+        lines.append(f"  its {r['load_bytes']:,} bytes of weights loaded over the link by "
+                     "'hwsnn infer' after each power-up, and read back: the design runs "
+                     "once their checksum is the one it was built for")
+    for st in [] if r["arch"] == "serial" and r["serial"].get("weights") == "sdram" \
+            else r["stores"]:
         what = (f"the processor's {st['source']}" if r["arch"] == "serial" else
                 f"weights of {st['population']} (from {st['source']})")
         lines.append(f"  {what} in SPRAM: {st['depth']} words of {st['bytes_per_word']} "

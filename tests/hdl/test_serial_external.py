@@ -182,3 +182,27 @@ def test_resnet20_from_sdram():
                       weight_words=2048)
     run = _same_as_golden(plan, random_codes(random.Random(5), net, 1))
     assert run.sdram["weights"][0] == plan.sdram["weights"].words
+
+
+def test_sdram_pages_and_checksum():
+    """The link loads the SDRAM's weight image as pages of 65,536 words; the processor's
+    read-back checksum by hand: a = Σ w, b = Σ a, each modulo 2^32."""
+    from hwsnn.hdl.serial import SDRAM_PAGE, sdram_checksum
+    assert sdram_checksum([1, 2, 3]) == (10 << 32) | 6  # a: 1, 3, 6; b: 1 + 3 + 6
+    big = [0xFFFF] * 70_000  # (both sums wrap)
+    a = (0xFFFF * 70_000) % 2**32
+    b = sum(0xFFFF * k for k in range(1, 70_001)) % 2**32
+    assert sdram_checksum(big) == (b << 32) | a
+    # ResNet-20's 141,144 words: two full pages and the rest, in order, the bytes
+    # little-endian.
+    net = cifar_qnet("resnet20")
+    plan = SerialPlan(net, 16, membrane_words=1024, keep_current=False, external=True,
+                      weight_words=1024)
+    image = plan.sdram_image()
+    pages = plan.stores
+    assert len(image) == 141_144
+    assert [p.depth for p in pages] == [SDRAM_PAGE, SDRAM_PAGE, 141_144 - 2 * SDRAM_PAGE]
+    blob = b"".join(p.encode() for p in pages)
+    assert blob == image.astype("<u2").tobytes()
+    assert int.from_bytes(blob[2 * 70_000:2 * 70_001], "little") == image[70_000]
+    assert plan.sdram_checksum() == sdram_checksum(image)
