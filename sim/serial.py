@@ -101,12 +101,11 @@ def simulate_serial(plan: SerialPlan, codes: torch.Tensor, work_dir, *,
     plan = plan.with_loadable(False) if not plan.external else plan
     extra = []
     if plan.external:
-        from .sdram import MODEL
+        from .sdram import MODEL, chip_wrapper
         processor = SerialProcessor(plan, clock_hz=clock_hz)
         image = work / "sdram.hex"
         image.write_text(sdram_hex(plan, processor.chip))
         core = f"{TOP}_core"
-        from .sdram import chip_wrapper
         ports = [(p["direction"], p["width"], p["name"])
                  for p in description(plan, processor)["ports"]]
         # (the link's inputs held at 0: the image is preloaded)
