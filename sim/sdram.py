@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import ParameterError
 from ..hdl import verilog
-from ..hdl.sdram import SDRAMChip, SDRAMController, command_layout
+from ..hdl.sdram import SDRAMChip, SDRAMController, command_layout, pin_signature
 from .run import SIMULATORS, _build, _run_bench, tool_env
 
 MODEL = Path(__file__).with_name("sdram_model.v")
@@ -71,23 +71,30 @@ def _range(width: int) -> str:
     return f"[{width - 1}:0] " if width > 1 else ""
 
 
+def _pin_widths(chip: SDRAMChip) -> dict[str, int]:
+    """The chip's signals as the controller drives them (``pin_signature``): their widths."""
+    from amaranth.hdl import Shape
+    return {name: Shape.cast(member.shape).width
+            for name, member in pin_signature(chip).members.items()}
+
+
 def chip_wrapper(top: str, core: str, ports, chip: SDRAMChip, clock_hz: float,
                  init_file: str = "", *, io_registers: bool = True, tied_inputs=(),
-                 counters: str | None = None) -> str:
+                 counters: str | None = None, core_pins: str = "sdram__",
+                 fatal: bool = True) -> str:
     """Verilog: module ``top`` with ``ports`` ((direction, width, name), the design's
     own, ``clk`` first), wrapping ``core`` (the same ports, and its SDRAM signals
     ``sdram__*``: ``hdl.sdram.pin_signature``) and the chip's model on those signals
     (its image ``init_file``); with ``io_registers`` through a register each way, as a
     board's I/O cells hold them (``hdl.sdram``). ``tied_inputs``: core inputs held at 0;
     ``counters``: the prefix of ``top``'s outputs that are the model's counters (listed in
-    ``ports``; not the core's)."""
-    widths = {"clk_en": 1, "cs": 1, "ras": 1, "cas": 1, "we": 1, "ba": chip.bank_bits,
-              "a": chip.row_bits, "dqm": chip.dq_bits // 8, "dq_o": chip.dq_bits,
-              "dq_oe": 1, "dq_i": chip.dq_bits}
+    ``ports``; not the core's); ``core_pins``: the prefix of the core's SDRAM signals;
+    ``fatal``: the model ends the simulation at a violation."""
+    widths = _pin_widths(chip)
     decl = [f"{d} {_range(w)}{n}" for d, w, n in ports]
     conn = [f".{n}({n})" for _, _, n in ports
             if counters is None or not n.startswith(counters)]
-    conn += [f".sdram__{n}(sdram__{n})" for n in widths]
+    conn += [f".{core_pins}{n}(sdram__{n})" for n in widths]
     conn += [f".{n}(0)" for n in tied_inputs]
     wires = "".join(f"  wire {_range(w)}sdram__{n};\n" for n, w in widths.items())
     if io_registers:  # (the core's sdram__* and the chip's pin__*: a register apart)
@@ -100,7 +107,8 @@ def chip_wrapper(top: str, core: str, ports, chip: SDRAMChip, clock_hz: float,
         pins = "pin__"
     else:
         pins = "sdram__"
-    model = model_instance(chip, clock_hz, pins, init_file=init_file, counters=counters)
+    model = model_instance(chip, clock_hz, pins, init_file=init_file, counters=counters,
+                           fatal=fatal)
     if io_registers:
         model = model.replace(f".dq_out({pins}dq_i)", ".dq_out(chip_dq)")
     return (f"module {top} (\n  " + ",\n  ".join(decl) + "\n);\n" + wires
@@ -109,28 +117,20 @@ def chip_wrapper(top: str, core: str, ports, chip: SDRAMChip, clock_hz: float,
 
 
 def bench_verilog(ctrl: SDRAMController) -> str:
-    """The wrapper ``hwsnn_sdram_tb``: the controller's ports, the chip inside."""
+    """The wrapper ``hwsnn_sdram_tb``: the controller's ports, the chip inside (its
+    counters as ``chip_violations`` …; a violation counted, not fatal)."""
     chip = ctrl.chip
     layout_bits = len(ctrl.cmd(0).payload.as_value())
-    ports = ["input clk", "input rst", "output ready"]
-    conn = [".clk(clk)", ".rst(rst)", ".ready(ready)"]
+    ports = [("input", 1, "clk"), ("input", 1, "rst"), ("output", 1, "ready")]
     for i in range(ctrl.ports):
-        ports += [f"input cmd{i}__valid", f"output cmd{i}__ready",
-                  f"input {_range(layout_bits)}cmd{i}__payload",
-                  f"output rdata{i}__valid", f"input rdata{i}__ready",
-                  f"output {_range(chip.dq_bits)}rdata{i}__payload"]
-        conn += [f".cmd{i}__{s}(cmd{i}__{s})" for s in ("valid", "ready", "payload")]
-        conn += [f".rdata{i}__{s}(rdata{i}__{s})" for s in ("valid", "ready", "payload")]
-    ports += [f"output [31:0] {c}" for c in COUNTERS]
-    widths = {"clk_en": 1, "cs": 1, "ras": 1, "cas": 1, "we": 1, "ba": chip.bank_bits,
-              "a": chip.row_bits, "dqm": chip.dq_bits // 8, "dq_o": chip.dq_bits,
-              "dq_oe": 1, "dq_i": chip.dq_bits}
-    wires = "".join(f"  wire {_range(w)}pins__{n};\n" for n, w in widths.items())
-    conn += [f".pins__{n}(pins__{n})" for n in widths]
-    return (f"module {BENCH_TOP} (\n  " + ",\n  ".join(ports) + "\n);\n" + wires
-            + f"  {CONTROLLER_TOP} ctrl (\n    " + ",\n    ".join(conn) + "\n  );\n"
-            + model_instance(chip, ctrl.clock_hz, "pins__", counters="", fatal=False)
-            + "endmodule\n")
+        ports += [("input", 1, f"cmd{i}__valid"), ("output", 1, f"cmd{i}__ready"),
+                  ("input", layout_bits, f"cmd{i}__payload"),
+                  ("output", 1, f"rdata{i}__valid"), ("input", 1, f"rdata{i}__ready"),
+                  ("output", chip.dq_bits, f"rdata{i}__payload")]
+    ports += [("output", 32, f"chip_{c}") for c in COUNTERS]
+    return chip_wrapper(BENCH_TOP, CONTROLLER_TOP, ports, chip, ctrl.clock_hz,
+                        io_registers=ctrl.io_registers, counters="chip_",
+                        core_pins="pins__", fatal=False)
 
 
 def simulate_controller(ctrl: SDRAMController, work_dir, *, simulator: str = "icarus",

@@ -138,9 +138,9 @@ async def sdram_traffic(dut):
                                    "cycle": cycle})
         if all(nxt[p] == len(plans[p]) and not expect[p] for p in range(nports)):
             break
-        if int(dut.violations.value):  # (the model has said which rule, in the log)
+        if int(dut.chip_violations.value):  # (the model has said which rule, in the log)
             break
-    record = {c: int(getattr(dut, c).value) for c in COUNTERS}
+    record = {c: int(getattr(dut, f"chip_{c}").value) for c in COUNTERS}
     record.update(cycles=cycle, ready_at=ready_at, mismatches=mismatches,
                   done=all(nxt[p] == len(plans[p]) and not expect[p] for p in range(nports)),
                   ops=[len(pl) for pl in plans], reads_returned=reads_done)

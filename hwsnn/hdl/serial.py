@@ -319,13 +319,8 @@ class SerialPlan:
         # (the bias as added: a rate readout's T·B, an ILIF's B + V0: ``widths``)
         self.bias_bits = max(widths(net, p).bias for p in net.populations)
         self.regions: list[Region] = []
-        shapes = {INPUT: tuple(int(d) for d in net.input.shape)}
-        shapes.update({p.name: tuple(int(d) for d in p.shape) for p in net.populations})
-        pools = {(p.name, i): pool_factor(q, shapes[q.source])
-                 for p in net.populations for i, q in enumerate(p.projections)}
-        rows = {p.name: [int(pooled_weights(q, shapes[q.source], pools[p.name, i]).size)
-                         // (q.stored.shape[0]) for i, q in enumerate(p.projections)]
-                for p in net.populations}
+        shapes = _shapes(net)
+        pools, rows = _pools_and_rows(net)
         tiles = {p.name: self._tiles(p, membrane_words,
                                      sum(rows[p.name]) if external else None)
                  for p in net.populations}
@@ -540,12 +535,7 @@ class SerialPlan:
     def rows_per_group(net: QNet) -> dict[str, int]:
         """External: each population's weight rows, the buffer words one lane group of its
         output channels takes (the smallest weight buffer that runs it has the most)."""
-        shapes = {INPUT: tuple(int(d) for d in net.input.shape)}
-        shapes.update({p.name: tuple(int(d) for d in p.shape) for p in net.populations})
-        return {p.name: sum(int(pooled_weights(q, shapes[q.source],
-                                               pool_factor(q, shapes[q.source])).size)
-                            // q.stored.shape[0] for q in p.projections)
-                for p in net.populations}
+        return {name: sum(rows) for name, rows in _pools_and_rows(net)[1].items()}
 
     @property
     def weight_word_sdram(self) -> int:
@@ -893,6 +883,26 @@ class SerialPlan:
         scan = torch.full_like(total, self.scan_cycles())
         weights = torch.full_like(total, self.transfers()["weights"])
         return {"compute": total - scan - weights, "spikes": scan, "weights": weights}
+
+
+def _shapes(net: QNet) -> dict[str, tuple[int, ...]]:
+    """The image's and every population's shape, by name."""
+    shapes = {INPUT: tuple(int(d) for d in net.input.shape)}
+    shapes.update({p.name: tuple(int(d) for d in p.shape) for p in net.populations})
+    return shapes
+
+
+def _pools_and_rows(net: QNet):
+    """Each projection's folded pooling (``pool_factor``, by (population, index)) and each
+    population's weight rows per projection, the pooling's weights kept once: a source
+    neuron's or a tap's output channels each."""
+    shapes = _shapes(net)
+    pools = {(p.name, i): pool_factor(q, shapes[q.source])
+             for p in net.populations for i, q in enumerate(p.projections)}
+    rows = {p.name: [int(pooled_weights(q, shapes[q.source], pools[p.name, i]).size)
+                     // q.stored.shape[0] for i, q in enumerate(p.projections)]
+            for p in net.populations}
+    return pools, rows
 
 
 def _weight_rows(q, desc: ProjectionDescriptor) -> np.ndarray:
